@@ -1,0 +1,233 @@
+"""SRResNet generator, SRGAN discriminator and VGG19 feature extractor (Ledig et al., 2017) as functional builders.
+
+Only ``keras.layers``/``keras.ops`` and the registered layers of :mod:`sr_lib.layers` are used, so every model runs
+on the TensorFlow and JAX backends and loads with ``keras.saving.load_model(path, safe_mode=True)``.
+"""
+
+import os
+
+import keras
+from keras import layers
+
+from sr_lib.layers import ICNR, PixelShuffle, VGGPreprocess
+
+UPSAMPLERS = ("subpixel", "upsampling")
+INTERPOLATIONS = ("nearest", "bilinear")
+SCALES = (2, 3, 4, 8)
+# Upscaling stages per scale: x2 stages for powers of two, one x3 stage for 3 (as in the paper's x4 = two x2).
+_STAGES = {2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
+
+# Feature layers named in the paper ("VGG22", "VGG54": j-th conv, after ReLU, before the i-th max-pooling).
+VGG_LAYERS = {"vgg22": "block2_conv2", "vgg54": "block5_conv4"}
+# The layers of Keras' VGG19 without top, listed here so that a bad name fails before the (slow) model is built.
+_VGG19_CONVS = {1: 2, 2: 2, 3: 4, 4: 4, 5: 4}
+VGG19_LAYER_NAMES = tuple(
+    name
+    for block, convs in _VGG19_CONVS.items()
+    for name in [f"block{block}_conv{i}" for i in range(1, convs + 1)] + [f"block{block}_pool"]
+)
+
+
+def _check_int(name, value, minimum):
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"Unknown {name} {value!r}; valid values: {', '.join(map(repr, choices))}")
+
+
+def _conv(filters, kernel_size, name, **kwargs):
+    return layers.Conv2D(filters, kernel_size, padding="same", name=name, **kwargs)
+
+
+def _prelu(name):
+    # Sharing the slope over height and width gives one parameter per channel (as in the paper) and lets the
+    # layer accept any spatial size.
+    return layers.PReLU(shared_axes=[1, 2], name=name)
+
+
+def _residual_block(x, channels, name):
+    skip = x
+    x = _conv(channels, 3, f"{name}_conv1")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn1")(x)
+    x = _prelu(f"{name}_prelu")(x)
+    x = _conv(channels, 3, f"{name}_conv2")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn2")(x)
+    return layers.Add(name=f"{name}_add")([skip, x])
+
+
+def _upsample_stage(x, channels, factor, upsample, interpolation, icnr, name):
+    if upsample == "subpixel":
+        initializer = ICNR(scale=factor) if icnr else "glorot_uniform"
+        x = _conv(channels * factor * factor, 3, f"{name}_conv", kernel_initializer=initializer)(x)
+        x = PixelShuffle(factor, name=f"{name}_shuffle")(x)
+    else:
+        x = layers.UpSampling2D(factor, interpolation=interpolation, name=f"{name}_resize")(x)
+        x = _conv(channels, 3, f"{name}_conv")(x)
+    return _prelu(f"{name}_prelu")(x)
+
+
+def make_generator(
+    num_blocks=16, channels=64, scale=4, upsample="subpixel", interpolation="nearest", icnr=True, name="srresnet"
+):
+    """Builds the SRResNet generator (Ledig et al., 2017), fully convolutional.
+
+    9x9 conv + PReLU; ``num_blocks`` residual blocks (conv-BN-PReLU-conv-BN + skip); conv-BN + global skip;
+    upscaling stages; 9x9 conv to RGB + tanh.
+
+    Args:
+        num_blocks: Number of residual blocks B (paper: 16); 0 is allowed.
+        channels: Feature channels of every conv (paper: 64).
+        scale: Upscaling factor, one of ``SCALES`` (2, 3, 4, 8): x2 stages for 2/4/8, one x3 stage for 3.
+        upsample: ``"subpixel"`` (conv to ``channels*r*r`` + depth_to_space + PReLU, the paper) or
+            ``"upsampling"`` (``UpSampling2D`` + conv + PReLU, a resize-convolution).
+        interpolation: ``"nearest"`` or ``"bilinear"``, used by ``upsample="upsampling"`` only.
+        icnr: Initialise sub-pixel convs with ICNR (Aitken et al., 2017) to avoid checkerboard artefacts at the
+            start of training; ignored for ``"upsampling"``.
+        name: Model name.
+
+    Returns:
+        A ``keras.Model`` mapping LR ``(N, H, W, 3)`` in [0, 1] to SR ``(N, H*scale, W*scale, 3)`` in [-1, 1],
+        float32 even under a mixed-precision policy.
+
+    Raises:
+        ValueError: On an invalid ``scale``, ``upsample``, ``interpolation``, ``num_blocks`` or ``channels``.
+    """
+    _check_int("num_blocks", num_blocks, 0)
+    _check_int("channels", channels, 1)
+    _check_choice("scale", scale, SCALES)
+    _check_choice("upsample", upsample, UPSAMPLERS)
+    _check_choice("interpolation", interpolation, INTERPOLATIONS)
+
+    inputs = keras.Input(shape=(None, None, 3), name="lr")
+    x = _conv(channels, 9, "head_conv")(inputs)
+    head = x = _prelu("head_prelu")(x)
+    for index in range(1, num_blocks + 1):
+        x = _residual_block(x, channels, f"block{index}")
+    x = _conv(channels, 3, "body_conv")(x)
+    x = layers.BatchNormalization(name="body_bn")(x)
+    x = layers.Add(name="global_skip")([head, x])
+    for index, factor in enumerate(_STAGES[scale], start=1):
+        x = _upsample_stage(x, channels, factor, upsample, interpolation, icnr, f"upsample{index}")
+    x = _conv(3, 9, "tail_conv")(x)
+    # float32 output keeps the [-1, 1] image and the losses on it exact under mixed_float16/mixed_bfloat16.
+    outputs = layers.Activation("tanh", dtype="float32", name="sr")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def make_discriminator(hr_size=96, channels=64, name="discriminator"):
+    """Builds the SRGAN discriminator; it returns logits (no sigmoid), as the TF-GAN losses expect.
+
+    Eight 3x3 convs with ``channels * (1, 1, 2, 2, 4, 4, 8, 8)`` filters, strides 1, 2, 1, 2, ...; BatchNorm on all
+    but the first; LeakyReLU(0.2); then Dense(1024), LeakyReLU(0.2), Dense(1).
+
+    Args:
+        hr_size: How the network handles input size. An int gives the paper's network: a fixed
+            ``(hr_size, hr_size, 3)`` input, Flatten -> Dense (other sizes raise ``ValueError``). ``None`` accepts
+            any size: GlobalAveragePooling2D -> Dense (far fewer parameters; not the paper).
+        channels: Width of the first conv (paper: 64); the other convs scale with it (the Dense layer stays 1024).
+        name: Model name.
+
+    Returns:
+        A ``keras.Model`` mapping HR/SR images in [-1, 1] to float32 logits of shape ``(N, 1)``.
+
+    Raises:
+        ValueError: On a non-positive ``channels`` or an ``hr_size`` that is neither None nor an int >= 16.
+    """
+    if hr_size is not None:
+        # Four stride-2 convs: anything under 16 px would collapse to less than one pixel of features.
+        _check_int("hr_size", hr_size, 16)
+    _check_int("channels", channels, 1)
+
+    inputs = keras.Input(shape=(hr_size, hr_size, 3), name="hr")
+    x = inputs
+    for index, multiplier in enumerate((1, 1, 2, 2, 4, 4, 8, 8), start=1):
+        stride = 2 if index % 2 == 0 else 1
+        x = _conv(channels * multiplier, 3, f"conv{index}", strides=stride)(x)
+        if index > 1:
+            x = layers.BatchNormalization(name=f"bn{index}")(x)
+        x = layers.LeakyReLU(negative_slope=0.2, name=f"lrelu{index}")(x)
+    if hr_size is None:
+        x = layers.GlobalAveragePooling2D(name="pool")(x)
+    else:
+        x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(1024, name="dense")(x)
+    x = layers.LeakyReLU(negative_slope=0.2, name="dense_lrelu")(x)
+    outputs = layers.Dense(1, dtype="float32", name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _resolve_vgg_layer(layer):
+    if layer in VGG_LAYERS:
+        return VGG_LAYERS[layer]
+    if layer in VGG19_LAYER_NAMES:
+        return layer
+    raise ValueError(
+        f"Unknown VGG layer {layer!r}; use one of {', '.join(map(repr, VGG_LAYERS))} "
+        f"or a Keras VGG19 layer name ({', '.join(VGG19_LAYER_NAMES)})"
+    )
+
+
+def _build_vgg19(weights):
+    """Returns (VGG19 without top, label for the weights); turns a failed download into an actionable error."""
+    if weights is None:
+        return keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3)), "random"
+    if weights == "imagenet":
+        try:
+            vgg = keras.applications.VGG19(include_top=False, weights="imagenet", input_shape=(None, None, 3))
+        except Exception as error:  # Keras' get_file raises a bare Exception on URL failures.
+            raise RuntimeError(
+                "Could not obtain the ImageNet VGG19 weights "
+                f"(vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5): {error}. Fix: download the file on a "
+                "machine with internet access and place it in ~/.keras/models/ (or $KERAS_HOME/models/), or pass "
+                "its path as weights=..., or use weights=None for offline runs (random VGG features: perceptual "
+                "losses and their results are then NOT meaningful and must be labelled as such)."
+            ) from error
+        return vgg, "imagenet"
+    if isinstance(weights, (str, os.PathLike)):
+        path = os.fspath(weights)
+        if not os.path.isfile(path):
+            raise ValueError(
+                f"VGG19 weights file not found: {path!r} (weights must be 'imagenet', None or an existing file)"
+            )
+        return keras.applications.VGG19(include_top=False, weights=path, input_shape=(None, None, 3)), path
+    raise ValueError(f"weights must be 'imagenet', None or a path to a weights file, got {weights!r}")
+
+
+def make_vgg_features(layer="vgg54", weights="imagenet", name=None):
+    """Builds a frozen VGG19 feature extractor for perceptual (content) losses.
+
+    Args:
+        layer: A ``VGG_LAYERS`` key (``"vgg22"`` -> ``block2_conv2``, ``"vgg54"`` -> ``block5_conv4``) or any layer
+            name of Keras' VGG19 without top. Conv outputs are taken after their ReLU, as in the paper.
+        weights: ``"imagenet"`` (downloaded once, cached by Keras in ``~/.keras/models/``), a path to a local
+            ``.h5``/``.weights.h5`` file of a VGG19 without top, or ``None`` for random weights (offline tests only:
+            the features, and any result that uses them, are not meaningful).
+        name: Model name; default ``vgg19_<layer>_<imagenet|local|random>``.
+
+    Returns:
+        A ``keras.Model`` mapping ``(N, H, W, 3)`` images in [-1, 1] (RGB) to the features of ``layer``;
+        ``trainable`` is False. ``model.vgg_weights`` is ``"imagenet"``, the weights path, or ``"random"``.
+
+    Raises:
+        ValueError: On an unknown ``layer``, a missing local weights file or an invalid ``weights`` value.
+        RuntimeError: When the ImageNet weights are neither cached nor downloadable.
+    """
+    layer_name = _resolve_vgg_layer(layer)
+    vgg, weights_label = _build_vgg19(weights)
+    truncated = keras.Model(vgg.input, vgg.get_layer(layer_name).output, name=f"vgg19_to_{layer_name}")
+    truncated.trainable = False
+
+    if name is None:
+        tag = weights_label if weights_label in ("imagenet", "random") else "local"
+        name = f"vgg19_{layer_name}_{tag}"
+    inputs = keras.Input(shape=(None, None, 3), name="image")
+    # Preprocess in float32 even under mixed precision: bfloat16 cannot represent 0-255 pixel values exactly.
+    x = VGGPreprocess(dtype="float32", name="vgg_preprocess")(inputs)
+    outputs = truncated(x)
+    model = keras.Model(inputs, outputs, name=name)
+    model.trainable = False
+    model.vgg_weights = weights_label
+    return model

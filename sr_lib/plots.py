@@ -1,0 +1,133 @@
+"""Figures for notebooks and reports: PSNR curves and side-by-side image grids, saved as PNG files.
+
+Figures are drawn on matplotlib's Agg canvas directly (not through ``pyplot``), so they work on headless machines,
+never open windows, and leave the notebook's pyplot state alone. Every function creates the parent folder of `path`
+and returns the path it wrote; show the file in a notebook with ``IPython.display.Image(path)``.
+"""
+
+import os
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def _save(figure, path, dpi):
+    """Writes `figure` to `path` as PNG, creating parent folders, and returns the path as a string."""
+    path = os.fspath(path)
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    FigureCanvasAgg(figure)
+    figure.savefig(path, format="png", dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def plot_psnr_curves(curves, path, baseline=None, title=None, ylabel="PSNR-Y (dB)", dpi=100):
+    """Plots one line per run (e.g. validation PSNR-Y against training step), with an optional bicubic baseline.
+
+    Args:
+        curves: Non-empty dict of legend name -> (steps, values), two sequences of equal, non-zero length. Names are
+            shown as given, e.g. "SRGAN-VGG54 (random VGG)".
+        path: PNG file to write.
+        baseline: Optional (label, value) drawn as a dashed horizontal line, e.g. ("bicubic", 24.1).
+        title: Optional figure title.
+        ylabel: Y axis label.
+        dpi: Resolution of the saved file.
+
+    Returns:
+        `path` as a string.
+    """
+    if not curves:
+        raise ValueError("plot_psnr_curves needs at least one curve, got none")
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.add_subplot()
+    for name, curve in curves.items():
+        try:
+            steps, values = (np.asarray(part, dtype=float).ravel() for part in curve)
+        except (TypeError, ValueError):
+            raise ValueError(f"curve {name!r} must be a (steps, values) pair of number sequences") from None
+        if len(steps) == 0 or len(steps) != len(values):
+            raise ValueError(f"curve {name!r} has {len(steps)} steps and {len(values)} values; need equal, non-zero")
+        # Markers keep curves with only one or a few evaluations visible.
+        axes.plot(steps, values, marker="o", markersize=3, label=str(name))
+    if baseline is not None:
+        try:
+            label, value = baseline
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"baseline must be a (label, value) pair, got {baseline!r}") from None
+        axes.axhline(value, color="gray", linestyle="--", label=str(label))
+    axes.set_xlabel("step")
+    axes.set_ylabel(ylabel)
+    if title:
+        axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    return _save(figure, path, dpi)
+
+
+def save_image_grid(rows, path, titles=None, cell_inches=None, dpi=100):
+    """Saves images side by side, e.g. one row per test image: LR, bicubic, each model, HR.
+
+    Every image gets a cell of the same size whatever its resolution, drawn with nearest-neighbour interpolation,
+    so an LR input appears enlarged to the HR size with its pixels visible rather than smoothed.
+
+    Args:
+        rows: Non-empty list of rows; each row a non-empty list of (label, image) with image a uint8 HxWx3 (or HxW
+            grey) array or tensor. Rows may differ in length; missing cells stay blank.
+        path: PNG file to write.
+        titles: Optional list of row titles, one per row, written to the left of each row.
+        cell_inches: Width and height of each cell in inches. None: large enough that the biggest image is shown
+            at (at least) its own resolution, so that no image is downsampled and blurred or aliased by the display.
+        dpi: Resolution of the saved file.
+
+    Returns:
+        `path` as a string.
+    """
+    if not rows or any(not row for row in rows):
+        raise ValueError("save_image_grid needs a non-empty list of non-empty rows")
+    if titles is not None and len(titles) != len(rows):
+        raise ValueError(f"got {len(titles)} titles for {len(rows)} rows")
+    rows = [[_check_image(item, row_index) for item in row] for row_index, row in enumerate(rows)]
+    num_columns = max(len(row) for row in rows)
+    if cell_inches is None:
+        largest = max(max(image.shape[:2]) for row in rows for _, image in row)
+        # The extra inch holds the cell's title and the padding between cells.
+        cell_inches = max(2.5, largest / dpi + 1.0)
+    figure = Figure(figsize=(cell_inches * num_columns, cell_inches * len(rows)))
+    grid = figure.subplots(len(rows), num_columns, squeeze=False)
+    for row_index, row in enumerate(rows):
+        for column_index, axes in enumerate(grid[row_index]):
+            if column_index >= len(row):
+                axes.set_axis_off()
+                continue
+            label, image = row[column_index]
+            grey = dict(cmap="gray", vmin=0, vmax=255) if image.ndim == 2 else {}
+            axes.imshow(image, interpolation="nearest", **grey)
+            axes.set_title(label)
+            # Ticks are hidden but the axes kept, so that a row title can sit on the first cell's y label.
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if titles is not None and column_index == 0:
+                axes.set_ylabel(str(titles[row_index]))
+    figure.tight_layout()
+    return _save(figure, path, dpi)
+
+
+def _check_image(item, row_index):
+    """Returns (label, uint8 HxWx3 or HxW array) from a (label, image) grid item, or raises ValueError."""
+    try:
+        label, image = item
+    except (TypeError, ValueError):
+        kind = type(item).__name__
+        raise ValueError(f"row {row_index}: grid items must be (label, image) pairs, got {kind}") from None
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (1, 3))):
+        raise ValueError(
+            f"image {label!r} (row {row_index}) must be uint8 HxWx3 or HxW, got {image.dtype} {image.shape}; "
+            "convert with sr_lib.ranges.unit_to_uint8 or hr_to_uint8"
+        )
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    return str(label), image

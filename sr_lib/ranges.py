@@ -1,0 +1,40 @@
+"""The one value-range convention of sr_lib, and the only place that converts between ranges.
+
+- Images on disk and in memory are RGB ``uint8``, shape ``(H, W, 3)``.
+- **LR** (the generator's input) is ``float32`` in ``[0, 1]``.
+- **HR** and **SR** (targets, generator output, discriminator and VGG input) are ``float32`` in ``[-1, 1]``,
+  matching the generator's ``tanh`` output, as in Ledig et al. (2017).
+- Metrics take images in ``[0, 1]`` ("unit" range).
+"""
+
+import tensorflow as tf
+
+
+def uint8_to_unit(images):
+    """uint8 [0, 255] -> float32 [0, 1] (the LR range)."""
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def uint8_to_hr(images):
+    """uint8 [0, 255] -> float32 [-1, 1] (the HR/SR range)."""
+    return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+def unit_to_hr(images):
+    """[0, 1] -> [-1, 1]."""
+    return tf.cast(images, tf.float32) * 2.0 - 1.0
+
+
+def hr_to_unit(images):
+    """[-1, 1] -> [0, 1], clipped so that an overshooting generator output stays a valid image."""
+    return tf.clip_by_value((tf.cast(images, tf.float32) + 1.0) / 2.0, 0.0, 1.0)
+
+
+def unit_to_uint8(images):
+    """[0, 1] -> uint8, clipped and rounded (not truncated: truncation darkens by half a level on average)."""
+    return tf.cast(tf.round(tf.clip_by_value(tf.cast(images, tf.float32), 0.0, 1.0) * 255.0), tf.uint8)
+
+
+def hr_to_uint8(images):
+    """[-1, 1] -> uint8, clipped and rounded."""
+    return unit_to_uint8(hr_to_unit(images))
