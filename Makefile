@@ -1,0 +1,36 @@
+# Set-up is part of every target: the virtual environment is (re)built from requirements.txt when it is missing or
+# older than requirements.txt / pyproject.toml, and sr_lib is installed into it in editable mode.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test demo bench lab clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name sr_lib --display-name "Python (sr_lib)" > /dev/null
+	touch $(STAMP)
+
+# The tests: CPU only, tiny models, seconds each.
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --durations=15
+
+# The main job: the loss comparison with the demo preset on the embedded photographs (CPU, offline).
+demo: $(STAMP)
+	$(BIN)/python -m sr_lib compare --preset demo --benchmark ../shared/sr-benchmarks/Set5/HR --out runs/demo
+
+# Throughput of the training steps and the input pipeline on this machine.
+bench: $(STAMP)
+	$(BIN)/python -m sr_lib.bench --out benchmarks/results.json
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

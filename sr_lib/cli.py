@@ -1,0 +1,159 @@
+"""Command line: ``python -m sr_lib {train,compare,evaluate} --help``. No logic of its own: it builds a config and
+calls training, experiment and evaluate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _config_arguments(parser):
+    parser.add_argument("--preset", default="demo", help="paper, seed, demo (CPU, minutes) or ci (seconds); "
+                                                         "default: demo")
+    parser.add_argument("--config", help="a config.json (e.g. from a run directory); overrides --preset")
+    parser.add_argument("--data", help="training images: a folder (recursive) or a DIV2K root; default: the "
+                                       "embedded scikit-image photographs")
+    parser.add_argument("--valid-data", help="validation images (default: DIV2K_valid_HR or the embedded split)")
+    parser.add_argument("--vgg-weights", help="'imagenet' (download), a local weights file, or 'none' (random: "
+                                              "offline runs; results are labelled)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set train.gan_steps=1000 (value parsed as JSON)")
+    parser.add_argument("--out", help="run directory (default: runs/<name>); re-run the same command to resume")
+
+
+def _build_config(args):
+    from sr_lib.config import Config, ConfigError, get_preset
+
+    config = Config.from_json(args.config) if args.config else get_preset(args.preset)
+    overrides = {}
+    if args.data is not None:
+        overrides["data.source"] = args.data
+    if args.valid_data is not None:
+        overrides["data.valid_source"] = args.valid_data
+    if args.vgg_weights is not None:
+        overrides["loss.vgg_weights"] = None if args.vgg_weights.lower() == "none" else args.vgg_weights
+    for item in args.set:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = text  # A bare string such as --set loss.content=perpix.
+    return config.replace(**overrides) if overrides else config
+
+
+def _describe(config) -> str:
+    m, l, d = config.model, config.loss, config.data
+    return f"{config.name}_x{d.scale}_b{m.num_blocks}c{m.channels}_{l.content}+{l.adversarial}"
+
+
+def cmd_train(args):
+    from sr_lib.training import pretrain, train_gan
+
+    config = _build_config(args)
+    out = Path(args.out or Path("runs") / _describe(config))
+    pretrained = args.pretrained
+    if args.phase in ("pretrain", "both"):
+        result = pretrain(config, out / "pretrain")
+        print(f"phase 1 (SRResNet, MSE): best PSNR-Y {result.best_psnr_y:.2f} dB at step {result.best_step}; "
+              f"{result.final_path}")
+        pretrained = result.final_path
+    if args.phase in ("gan", "both"):
+        if pretrained is None:
+            raise ValueError("--phase gan needs --pretrained PATH.keras (a phase-1 generator); training a GAN from "
+                             "scratch tends to collapse")
+        result = train_gan(config, out / "gan", pretrained)
+        note = " (random VGG weights: not a perceptual result)" if result.vgg_weights == "random" else ""
+        print(f"phase 2 (SRGAN): best PSNR-Y {result.best_psnr_y:.2f} dB at step {result.best_step}; "
+              f"{result.final_path}{note}")
+    print(f"run directory: {out}")
+
+
+def cmd_compare(args):
+    from sr_lib.experiment import get_variants, run_comparison
+
+    config = _build_config(args)
+    variants = get_variants(args.variants.split(",") if args.variants else None)
+    out = Path(args.out or Path("runs") / f"compare_{config.name}_x{config.data.scale}")
+    report = run_comparison(config, out, variants, benchmarks=args.benchmark)
+    print(Path(report["table"]).read_text())
+    if report["random_vgg"]:
+        print("note: VGG weights were random (offline); VGG-based rows are labelled and are not perceptual results")
+    print(f"report: {Path(report['table']).parent}")
+    print(f"  table:  {report['table']}\n  curves: {report['curves']}\n  grid:   {report['grid']}")
+    print(f"run directory: {out}")
+
+
+def cmd_evaluate(args):
+    import keras
+    from tqdm import tqdm
+
+    from sr_lib import data as data_lib
+    from sr_lib.evaluate import METRIC_NAMES, evaluate_images
+
+    model_path = Path(args.model) if args.model else None
+    if model_path is not None and not model_path.is_file():
+        raise ValueError(f"model file not found: {model_path}")
+    generator = keras.saving.load_model(model_path, safe_mode=True) if model_path else None
+    out = Path(args.out or Path("runs") / "evaluate")
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for folder in tqdm(args.data, desc="datasets", disable=len(args.data) < 2):
+        paths = data_lib.find_images(folder)
+        images, problems = data_lib.load_images(paths)
+        bad = {path for path, _ in problems}
+        names = [Path(p).stem for p in paths if p not in bad]
+        for method, model in [("bicubic", None)] + ([(model_path.name, generator)] if generator else []):
+            evaluation = evaluate_images(images, args.scale, model, method, Path(folder).name, names)
+            results.append(evaluation)
+    print(f"{'dataset':<12} {'method':<36} " + " ".join(f"{key:>9}" for key in METRIC_NAMES))
+    for evaluation in results:
+        print(f"{evaluation.dataset:<12} {evaluation.method:<36} " +
+              " ".join(f"{evaluation.means[key]:9.4f}" for key in METRIC_NAMES))
+    payload = [{"dataset": e.dataset, "method": e.method, "means": e.means, "per_image": e.per_image}
+               for e in results]
+    (out / "evaluation.json").write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"run directory: {out}")
+
+
+def make_parser():
+    parser = argparse.ArgumentParser(prog="python -m sr_lib", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="pretrain SRResNet (MSE), then train SRGAN")
+    _config_arguments(train)
+    train.add_argument("--phase", choices=("both", "pretrain", "gan"), default="both")
+    train.add_argument("--pretrained", help="phase-1 generator (.keras) to start phase 2 from")
+    train.set_defaults(func=cmd_train)
+    compare = commands.add_parser("compare", help="train every loss variant from one pretrained generator, report")
+    _config_arguments(compare)
+    compare.add_argument("--variants", help="comma-separated variant slugs (default: all seven)")
+    compare.add_argument("--benchmark", action="append", default=[], metavar="DIR",
+                         help="HR image folder to evaluate on as well (e.g. Set5); repeatable; never trained on")
+    compare.set_defaults(func=cmd_compare)
+    evaluate = commands.add_parser("evaluate", help="PSNR/SSIM (Y, border = scale; and RGB) of a model and bicubic")
+    evaluate.add_argument("--model", help="generator .keras file (omit to evaluate bicubic only)")
+    evaluate.add_argument("--data", nargs="+", required=True, metavar="DIR", help="folders of HR images")
+    evaluate.add_argument("--scale", type=int, default=4)
+    evaluate.add_argument("--out", help="where evaluation.json goes (default: runs/evaluate)")
+    evaluate.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted: the latest checkpoint is kept; run the same command again to resume", file=sys.stderr)
+        return 130
+    except (ValueError, RuntimeError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,290 @@
+"""One configuration object for every run: nested dataclasses, named presets, strict JSON load/save.
+
+A config is saved as ``config.json`` in every run directory, and a run can be rebuilt from that file alone.
+Unknown keys and wrong types are rejected by name before anything runs (nanoGPT's rule, without its ``exec``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown, has the wrong type, or an invalid value."""
+
+
+@dataclass
+class DataConfig:
+    source: str | None = None  # None: scikit-image's bundled photographs; else a folder or a DIV2K root.
+    valid_source: str | None = None  # None: the validation split of `source` (DIV2K_valid_HR, or embedded).
+    hr_size: int = 256  # HR crop side; LR side is hr_size // scale (the seed project's 256 -> 64).
+    scale: int = 4
+    blur_sigma: float = 0.0  # Gaussian blur before bicubic downsampling; 0 = plain bicubic degradation.
+    batch_size: int = 16
+    valid_hr_size: int = 0  # Validation crop side; 0 = same as hr_size.
+    valid_crops_per_image: int = 1
+    strict: bool = False  # True: unreadable or too-small images are an error instead of a warning.
+
+
+@dataclass
+class ModelConfig:
+    num_blocks: int = 16
+    channels: int = 64
+    upsample: str = "subpixel"  # "subpixel" (conv + depth_to_space) or "upsampling" (UpSampling2D + conv).
+    interpolation: str = "nearest"  # For upsample="upsampling": "nearest" or "bilinear".
+    icnr: bool = True  # ICNR init of sub-pixel convs, against checkerboard artifacts at the start of training.
+    discriminator_channels: int = 64
+    discriminator_fixed_size: bool = True  # True: the paper's Flatten + Dense on hr_size crops; False: global pooling.
+
+
+@dataclass
+class LossConfig:
+    content: str = "vgg54"  # "mse", "vgg22", "vgg54" or "perpix".
+    adversarial: str = "modified"  # A name in sr_lib.losses.ADVERSARIAL_LOSSES, or "none" for content-only training.
+    adversarial_weight: float = 1e-3  # The paper's 10^-3 on the adversarial term.
+    pixel_weight: float = 0.0  # Extra pixel-MSE term in the generator objective, as a stabiliser.
+    perpix_vgg_weight: float = 1.0  # lambda in Per-Pix = MSE + lambda * VGG (on features rescaled by vgg_rescale).
+    vgg_rescale: float = 1 / 12.75  # The paper's feature rescaling; 1.0 disables it.
+    # "imagenet" (downloaded once, cached by Keras), a local weights file, "auto" (imagenet if obtainable, else random,
+    # labelled), or None (random: tests and offline runs; never a perceptual result).
+    vgg_weights: str | None = "imagenet"
+    label_smoothing: float = 0.0
+    gradient_penalty_weight: float = 10.0  # Used by "wasserstein_gp" only.
+
+
+@dataclass
+class TrainConfig:
+    pretrain_steps: int = 1_000_000  # Phase 1 (SRResNet, MSE).
+    gan_steps: int = 200_000  # Phase 2 (SRGAN).
+    learning_rate: float = 1e-4
+    decayed_learning_rate: float = 1e-5
+    gan_decay_step: int = 100_000  # Phase-2 step at which the rate drops to decayed_learning_rate.
+    beta_1: float = 0.9
+    validate_every: int = 1000  # Steps between validations, checkpoints and log rows.
+    images_every: int = 10_000  # Steps between image grids (a multiple of validate_every).
+    mixed_precision: str = "none"  # "none", "auto", "mixed_bfloat16" or "mixed_float16".
+    strategy: str = "default"  # "default" (one device) or "mirrored" (all visible GPUs).
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    name: str = "srgan"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self, path=None) -> str:
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+        if path is not None:
+            _atomic_write_text(Path(path), text)
+        return text
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        config = _build(cls, values, prefix="")
+        validate(config)
+        return config
+
+    @classmethod
+    def from_json(cls, path) -> "Config":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path} is not valid JSON: {error}") from None
+        return cls.from_dict(values)
+
+    def replace(self, **dotted) -> "Config":
+        """A copy with dotted keys overridden, e.g. ``replace(**{"train.gan_steps": 10})``; validated."""
+        values = self.to_dict()
+        for key, value in dotted.items():
+            section, _, leaf = key.rpartition(".")
+            target = values
+            for part in section.split(".") if section else []:
+                if part not in target or not isinstance(target[part], dict):
+                    raise ConfigError(f"unknown config key: {key}")
+                target = target[part]
+            if leaf not in target:
+                raise ConfigError(f"unknown config key: {key}")
+            target[leaf] = value
+        return Config.from_dict(values)
+
+
+def _type_ok(value, annotation) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_type_ok(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def _build(cls, values, prefix):
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section '{prefix or 'root'}' must be an object, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key: {prefix}{unknown[0]} (valid keys here: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in values.items():
+        annotation = hints[name]
+        if dataclasses.is_dataclass(annotation):
+            kwargs[name] = _build(annotation, value, prefix=f"{prefix}{name}.")
+        elif not _type_ok(value, annotation):
+            raise ConfigError(f"config key {prefix}{name} must be {_type_name(annotation)}, got {value!r}")
+        else:
+            kwargs[name] = float(value) if annotation is float else value
+    return cls(**kwargs)
+
+
+def _type_name(annotation) -> str:
+    return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def _check(condition, key, message):
+    if not condition:
+        raise ConfigError(f"config key {key}: {message}")
+
+
+def validate(config: Config) -> Config:
+    """Check values (types are checked when loading); raises ConfigError naming the key."""
+    from sr_lib.losses import ADVERSARIAL_LOSSES, CONTENT_LOSSES
+
+    d, m, l, t = config.data, config.model, config.loss, config.train
+    _check(bool(config.name) and "/" not in config.name, "name", f"must be a non-empty folder name, got {config.name!r}")
+    _check(d.scale in (2, 3, 4, 8), "data.scale", f"must be 2, 3, 4 or 8, got {d.scale}")
+    _check(d.hr_size > 0 and d.hr_size % d.scale == 0, "data.hr_size",
+           f"must be a positive multiple of data.scale={d.scale}, got {d.hr_size}")
+    valid_size = d.valid_hr_size or d.hr_size
+    _check(valid_size % d.scale == 0 and valid_size >= 0, "data.valid_hr_size",
+           f"must be 0 or a positive multiple of data.scale={d.scale}, got {d.valid_hr_size}")
+    _check(d.batch_size > 0, "data.batch_size", f"must be positive, got {d.batch_size}")
+    _check(d.blur_sigma >= 0, "data.blur_sigma", f"must be >= 0, got {d.blur_sigma}")
+    _check(d.valid_crops_per_image > 0, "data.valid_crops_per_image", "must be positive")
+    _check(m.num_blocks > 0, "model.num_blocks", f"must be positive, got {m.num_blocks}")
+    _check(m.channels > 0, "model.channels", f"must be positive, got {m.channels}")
+    _check(m.discriminator_channels > 0, "model.discriminator_channels", "must be positive")
+    _check(m.upsample in ("subpixel", "upsampling"), "model.upsample",
+           f"must be 'subpixel' or 'upsampling', got {m.upsample!r}")
+    _check(m.interpolation in ("nearest", "bilinear"), "model.interpolation",
+           f"must be 'nearest' or 'bilinear', got {m.interpolation!r}")
+    _check(l.content in CONTENT_LOSSES, "loss.content", f"must be one of {', '.join(CONTENT_LOSSES)}, got {l.content!r}")
+    adversarial_names = ("none",) + tuple(ADVERSARIAL_LOSSES)
+    _check(l.adversarial in adversarial_names, "loss.adversarial",
+           f"must be one of {', '.join(adversarial_names)}, got {l.adversarial!r}")
+    for key in ("adversarial_weight", "pixel_weight", "perpix_vgg_weight", "gradient_penalty_weight"):
+        value = getattr(l, key)
+        _check(math.isfinite(value) and value >= 0, f"loss.{key}", f"must be a finite number >= 0, got {value}")
+    _check(math.isfinite(l.vgg_rescale) and l.vgg_rescale > 0, "loss.vgg_rescale", "must be > 0")
+    _check(0 <= l.label_smoothing < 1, "loss.label_smoothing", f"must be in [0, 1), got {l.label_smoothing}")
+    _check(t.pretrain_steps >= 0, "train.pretrain_steps", f"must be >= 0, got {t.pretrain_steps}")
+    _check(t.gan_steps >= 0, "train.gan_steps", f"must be >= 0, got {t.gan_steps}")
+    _check(t.validate_every > 0, "train.validate_every", f"must be positive, got {t.validate_every}")
+    for key in ("pretrain_steps", "gan_steps", "images_every"):
+        _check(getattr(t, key) % t.validate_every == 0, f"train.{key}",
+               f"must be a multiple of train.validate_every={t.validate_every}, got {getattr(t, key)}")
+    for key in ("learning_rate", "decayed_learning_rate"):
+        _check(math.isfinite(getattr(t, key)) and getattr(t, key) > 0, f"train.{key}", "must be > 0")
+    _check(0 <= t.beta_1 < 1, "train.beta_1", f"must be in [0, 1), got {t.beta_1}")
+    _check(t.gan_decay_step >= 0, "train.gan_decay_step", "must be >= 0")
+    _check(t.mixed_precision in ("none", "auto", "mixed_bfloat16", "mixed_float16"), "train.mixed_precision",
+           f"must be 'none', 'auto', 'mixed_bfloat16' or 'mixed_float16', got {t.mixed_precision!r}")
+    _check(t.strategy in ("default", "mirrored"), "train.strategy",
+           f"must be 'default' or 'mirrored', got {t.strategy!r}")
+    return config
+
+
+def _atomic_write_text(path: Path, text: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _paper() -> Config:
+    # Ledig et al. (2017): 96-px HR crops, batch 16, 10^6 MSE steps, then 10^5 + 10^5 GAN steps (1e-4, then 1e-5).
+    config = Config(name="paper")
+    config.data.hr_size = 96
+    return config
+
+
+def _seed() -> Config:
+    # The seed project's 256 -> 64 crops, shorter schedule.
+    config = Config(name="seed")
+    config.train.pretrain_steps = 100_000
+    config.train.gan_steps = 50_000
+    config.train.gan_decay_step = 25_000
+    config.train.validate_every = 1000
+    config.train.images_every = 5000
+    return config
+
+
+def _demo() -> Config:
+    # Minutes on a CPU: a small generator on the embedded photographs; shows the workflow, not the paper's numbers.
+    config = Config(name="demo")
+    config.data.hr_size = 64
+    config.data.batch_size = 8
+    config.data.valid_hr_size = 128
+    config.data.valid_crops_per_image = 2
+    config.model.num_blocks = 4
+    config.model.channels = 32
+    config.model.discriminator_channels = 16
+    config.train.pretrain_steps = 600
+    config.train.gan_steps = 200
+    config.train.gan_decay_step = 150
+    config.train.learning_rate = 3e-4
+    config.train.decayed_learning_rate = 1e-4
+    config.train.validate_every = 50
+    config.train.images_every = 100
+    config.train.mixed_precision = "auto"
+    config.loss.vgg_weights = "auto"
+    return config
+
+
+def _ci() -> Config:
+    # Seconds: exercises every code path at toy size.
+    config = Config(name="ci")
+    config.data.hr_size = 32
+    config.data.batch_size = 2
+    config.data.valid_hr_size = 32
+    config.model.num_blocks = 1
+    config.model.channels = 8
+    config.model.discriminator_channels = 4
+    config.loss.vgg_weights = None
+    config.train.pretrain_steps = 4
+    config.train.gan_steps = 4
+    config.train.gan_decay_step = 2
+    config.train.validate_every = 2
+    config.train.images_every = 4
+    return config
+
+
+PRESETS = {"paper": _paper, "seed": _seed, "demo": _demo, "ci": _ci}
+
+
+def get_preset(name: str) -> Config:
+    """A fresh copy of a named preset: 'paper', 'seed', 'demo' or 'ci'."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return validate(copy.deepcopy(PRESETS[name]()))

@@ -1,0 +1,93 @@
+"""Evaluation of generators and of the bicubic baseline on whole images, with the paper's protocol.
+
+HR is cropped to a multiple of the scale, LR is made from it by the same antialiased bicubic downsampling as training
+(``sr_lib.data.bicubic_downsample``), SR is rounded to uint8 as a saved image would be, and PSNR/SSIM are measured on
+Y (ITU-R BT.601) with ``scale`` border pixels removed, and on RGB with the same border.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from sr_lib import metrics, ranges
+from sr_lib.data import bicubic_downsample, bicubic_upscale
+
+METRIC_NAMES = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
+
+
+@dataclass
+class Evaluation:
+    """Per-image and mean metrics of one method on one image set."""
+
+    method: str
+    dataset: str
+    per_image: list = field(default_factory=list)  # dicts: index, name, and each metric.
+
+    @property
+    def means(self) -> dict:
+        return {key: float(np.mean([row[key] for row in self.per_image])) for key in METRIC_NAMES}
+
+
+def make_lr(hr_uint8, scale: int):
+    """HR uint8 (H, W, 3) -> (HR in [0, 1] cropped to a multiple of ``scale``, LR in [0, 1])."""
+    height, width = (hr_uint8.shape[0] // scale) * scale, (hr_uint8.shape[1] // scale) * scale
+    if height == 0 or width == 0:
+        raise ValueError(f"image of shape {hr_uint8.shape} is smaller than the scale {scale}")
+    hr_unit = ranges.uint8_to_unit(hr_uint8[:height, :width])
+    return hr_unit, bicubic_downsample(hr_unit, scale)
+
+
+def super_resolve(generator, lr_unit) -> tf.Tensor:
+    """One LR image in [0, 1] (H, W, 3) -> SR as uint8, through a fully convolutional generator."""
+    sr = generator(tf.convert_to_tensor(lr_unit)[tf.newaxis], training=False)[0]
+    return ranges.hr_to_uint8(sr)
+
+
+def evaluate_images(images, scale: int, generator=None, method="bicubic", dataset="", names=None) -> Evaluation:
+    """Metrics of ``generator`` (or bicubic upscaling when None) on a list of HR uint8 images.
+
+    Args:
+        images: HR images, uint8 (H, W, 3), any sizes.
+        scale: the upscaling factor; also the border removed before measuring.
+        generator: a Keras generator taking LR in [0, 1]; None evaluates bicubic upscaling.
+        method, dataset: labels for the table.
+        names: optional image names for the per-image rows.
+    """
+    result = Evaluation(method, dataset)
+    for index, image in enumerate(images):
+        hr_unit, lr_unit = make_lr(np.asarray(image), scale)
+        if generator is None:
+            sr_uint8 = ranges.unit_to_uint8(bicubic_upscale(lr_unit, scale))
+        else:
+            sr_uint8 = super_resolve(generator, lr_unit)
+        sr_unit = ranges.uint8_to_unit(sr_uint8)
+        row = {"index": index, "name": names[index] if names else str(index)}
+        row["psnr_y"] = float(metrics.psnr_y(hr_unit, sr_unit, crop_border=scale))
+        row["ssim_y"] = float(metrics.ssim_y(hr_unit, sr_unit, crop_border=scale))
+        row["psnr_rgb"] = float(metrics.psnr_rgb(hr_unit, sr_unit, crop_border=scale))
+        row["ssim_rgb"] = float(metrics.ssim_rgb(hr_unit, sr_unit, crop_border=scale))
+        result.per_image.append(row)
+    return result
+
+
+def evaluate_arrays(lr_unit, hr, scale: int, generator=None, method="bicubic", dataset="validation") -> Evaluation:
+    """Metrics on prepared (LR in [0, 1], HR in [-1, 1]) batches such as a run's fixed validation crops."""
+    result = Evaluation(method, dataset)
+    hr_unit = ranges.hr_to_unit(hr)
+    if generator is None:
+        sr_uint8 = ranges.unit_to_uint8(bicubic_upscale(lr_unit, scale))
+    else:
+        sr_uint8 = ranges.hr_to_uint8(generator.predict(lr_unit, batch_size=8, verbose=0))
+    sr_unit = ranges.uint8_to_unit(sr_uint8)
+    values = {"psnr_y": metrics.psnr_y(hr_unit, sr_unit, crop_border=scale),
+              "ssim_y": metrics.ssim_y(hr_unit, sr_unit, crop_border=scale),
+              "psnr_rgb": metrics.psnr_rgb(hr_unit, sr_unit, crop_border=scale),
+              "ssim_rgb": metrics.ssim_rgb(hr_unit, sr_unit, crop_border=scale)}
+    values = {key: np.atleast_1d(np.asarray(value, dtype=np.float64)) for key, value in values.items()}
+    for index in range(len(hr_unit)):
+        result.per_image.append({"index": index, "name": str(index),
+                                 **{key: float(values[key][index]) for key in METRIC_NAMES}})
+    return result

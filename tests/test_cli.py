@@ -1,0 +1,80 @@
+"""The command line and the comparison report, end to end at the ci preset."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from sr_lib import evaluate as evaluate_lib
+from sr_lib.cli import main
+from sr_lib.data import load_images
+
+
+@pytest.fixture(scope="module")
+def benchmark_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    Image.fromarray(skdata.astronaut()[100:150, 120:174]).save(folder / "a.png")
+    Image.fromarray(skdata.coffee()[50:98, 200:260]).save(folder / "b.png")
+    return folder
+
+
+def test_compare_writes_table_curves_and_grid(tmp_path, benchmark_folder, capsys):
+    out = tmp_path / "compare"
+    code = main(["compare", "--preset", "ci", "--variants", "srresnet_mse,vgg54_modified,perpix_wasserstein_gp",
+                 "--benchmark", str(benchmark_folder), "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert f"run directory: {out}" in printed
+    report = json.loads((out / "report" / "results.json").read_text())
+    methods = [row["method"] for row in report["rows"]]
+    assert methods == ["bicubic", "SRResNet (MSE)", "SRGAN (VGG54 + modified) (random VGG)",
+                       "Per-Pix + Wasserstein-GP (random VGG)"]
+    assert report["random_vgg"] is True
+    for row in report["rows"]:
+        for key in ("validation/psnr_y", "validation/ssim_y", f"{benchmark_folder.name}/psnr_y"):
+            assert np.isfinite(row[key])
+    table = (out / "report" / "results.md").read_text()
+    assert "random" in table and "| bicubic |" in table
+    for name in ("psnr_curves.png", "comparison_grid.png"):
+        with Image.open(out / "report" / name) as image:
+            assert image.format == "PNG" and image.size[0] > 100
+    # Re-running resumes: every run is finished, so nothing trains again and the same table comes out.
+    assert main(["compare", "--preset", "ci", "--variants", "srresnet_mse,vgg54_modified,perpix_wasserstein_gp",
+                 "--benchmark", str(benchmark_folder), "--out", str(out)]) == 0
+    again = json.loads((out / "report" / "results.json").read_text())
+    assert again["rows"] == report["rows"]
+
+    # evaluate on the same folder gives the numbers of the metrics module for that generator.
+    model = out / "variants" / "srresnet_mse" / "generator_final.keras"
+    assert main(["evaluate", "--model", str(model), "--data", str(benchmark_folder), "--out", str(tmp_path / "ev")]) == 0
+    evaluated = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    import keras
+
+    images, _ = load_images(sorted(str(p) for p in benchmark_folder.iterdir()))
+    direct = evaluate_lib.evaluate_images(images, 4, keras.saving.load_model(model, safe_mode=True))
+    assert evaluated[1]["means"]["psnr_y"] == pytest.approx(direct.means["psnr_y"], abs=1e-4)
+    assert evaluated[0]["method"] == "bicubic"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--preset", "ci", "--set", "data.scale=5"], "data.scale"),
+    (["train", "--preset", "ci", "--set", "train.learnin_rate=1"], "train.learnin_rate"),
+    (["train", "--preset", "nope"], "unknown preset"),
+    (["train", "--preset", "ci", "--data", "/no/such/folder"], "/no/such/folder"),
+    (["evaluate", "--model", "/no/model.keras", "--data", "."], "/no/model.keras"),
+    (["compare", "--preset", "ci", "--variants", "srresnet_mse,gan"], "unknown variant"),
+])
+def test_bad_input_is_a_clear_error(argv, message, capsys, tmp_path):
+    assert main(argv + ["--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and message in error and "Traceback" not in error
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "evaluate"])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "--" in capsys.readouterr().out

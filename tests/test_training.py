@@ -1,0 +1,190 @@
+"""Training: both phases learn, the GAN step updates the right variables, resume, divergence, mixed precision."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sr_lib import losses as losses_lib
+from sr_lib import training
+from sr_lib.checkpoint import Checkpointer
+from sr_lib.config import ConfigError, get_preset
+from sr_lib.models import make_discriminator, make_generator
+
+
+@pytest.fixture(scope="module")
+def train_data():
+    return training.prepare_data(get_preset("ci"))
+
+
+def test_pretraining_lowers_the_pixel_loss(tmp_path, train_data):
+    config = get_preset("ci").replace(**{"train.pretrain_steps": 40, "train.gan_steps": 40, "train.validate_every": 20,
+                                         "train.images_every": 40, "train.learning_rate": 2e-3})
+    result = training.pretrain(config, tmp_path / "run", train_data, verbose=0)
+    log = training.read_log(tmp_path / "run")
+    assert [row["step"] for row in log] == [20, 40]
+    # Each row's loss is the mean over its 20 steps: the second 20 steps have a lower mean loss.
+    assert log[-1]["loss"] < 0.8 * log[0]["loss"]
+    trained = keras.saving.load_model(result.final_path, safe_mode=True)
+    assert getattr(trained, "optimizer", None) is None  # The saved generator holds the network alone.
+    for name in ("config.json", "log.csv", "generator_final.keras", "generator_best_psnr_y.keras"):
+        assert (tmp_path / "run" / name).is_file()
+    assert list((tmp_path / "run" / "images").glob("step_*.png"))
+    assert list((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents*"))
+    assert {"psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "learning_rate"} <= set(log[0])
+
+
+def _tiny_gan(adversarial="modified", g_rate=1e-3, d_rate=1e-3, gp_weight=0.0):
+    generator = make_generator(num_blocks=1, channels=8, scale=4)
+    discriminator = make_discriminator(hr_size=32, channels=4)
+    adversarial_loss = losses_lib.get_adversarial_loss(adversarial)
+    objective = losses_lib.GeneratorLoss(losses_lib.pixel_mse, adversarial_loss, adversarial_weight=1e-3)
+    gan = training.SRGAN(generator, discriminator)
+    gan.compile(keras.optimizers.Adam(g_rate), keras.optimizers.Adam(d_rate), objective, adversarial_loss, gp_weight)
+    return gan
+
+
+def _batch(train_data):
+    return tf.constant(train_data.valid_lr[:1]), tf.constant(train_data.valid_hr[:1])
+
+
+def _snapshot(model):
+    return [np.array(v) for v in model.trainable_variables]
+
+
+def _changed(before, model):
+    return [not np.array_equal(a, np.array(b)) for a, b in zip(before, model.trainable_variables)]
+
+
+@pytest.mark.parametrize("g_rate, d_rate", [(1e-3, 1e-3), (0.0, 1e-3), (1e-3, 0.0)])
+def test_gan_step_updates_each_network_with_its_own_optimizer(train_data, g_rate, d_rate):
+    gan = _tiny_gan(g_rate=g_rate, d_rate=d_rate)
+    lr, hr = _batch(train_data)
+    g_before, d_before = _snapshot(gan.generator), _snapshot(gan.discriminator)
+    logs = gan.train_step((lr, hr))
+    g_changed, d_changed = _changed(g_before, gan.generator), _changed(d_before, gan.discriminator)
+    # With a zero rate, that network must not move at all; otherwise (nearly) every variable moves.
+    assert all(g_changed) if g_rate else not any(g_changed)
+    assert all(d_changed) if d_rate else not any(d_changed)
+    assert {"g_loss", "content_loss", "adversarial_loss", "d_loss", "d_real_logit", "d_fake_logit"} <= set(logs)
+
+
+def test_gan_step_with_gradient_penalty_in_tf_function(train_data):
+    gan = _tiny_gan(adversarial="wasserstein_gp", gp_weight=10.0)
+    step = tf.function(gan.train_step)
+    logs = step(_batch(train_data))
+    assert math.isfinite(float(logs["d_loss_gp"])) and float(logs["d_loss_gp"]) > 0
+
+
+def test_gan_phase_lowers_the_content_loss(tmp_path, train_data):
+    config = get_preset("ci").replace(**{"loss.content": "mse", "loss.adversarial": "least_squares",
+                                         "train.gan_steps": 40, "train.pretrain_steps": 40, "train.validate_every": 20,
+                                         "train.images_every": 40, "train.learning_rate": 2e-3,
+                                         "train.gan_decay_step": 1000})
+    result = training.train_gan(config, tmp_path / "gan", None, train_data, verbose=0)
+    log = training.read_log(tmp_path / "gan")
+    assert log[-1]["content_loss"] < 0.8 * log[0]["content_loss"]
+    assert log[-1]["d_loss"] < log[0]["d_loss"]
+    assert {"d_loss", "d_real_logit", "d_fake_logit", "adversarial_loss"} <= set(log[0])
+    assert result.step == 40
+    state = Checkpointer(tmp_path / "gan" / "checkpoints", {}, {}).latest()
+    assert state.name == "ckpt-000000040"
+    assert {p.name for p in state.iterdir()} >= {"generator.weights.h5", "discriminator.weights.h5",
+                                                 "g_optimizer.npz", "d_optimizer.npz", "state.json"}
+
+
+def test_resume_continues_at_the_same_step_with_the_same_weights(tmp_path, train_data):
+    config = get_preset("ci").replace(**{"loss.content": "mse", "loss.adversarial": "modified"})
+    run = tmp_path / "gan"
+    first = training.train_gan(config.replace(**{"train.gan_steps": 2}), run, None, train_data, verbose=0)
+    assert first.step == 2
+    with pytest.raises(ConfigError, match="train.gan_steps"):  # The config differs: never mix two runs silently.
+        training.train_gan(config, run, None, train_data, verbose=0)
+
+    # Simulate an interrupted 4-step run: same directory, the 4-step config, one checkpoint at step 2.
+    (run / "config.json").write_text(config.to_json())
+    interrupted = keras.saving.load_model(first.final_path)
+    second = training.train_gan(config, run, None, train_data, verbose=0)
+    log = training.read_log(run)
+    assert [row["step"] for row in log] == [2, 4]
+    assert second.step == 4
+    # The resumed run started from the checkpointed weights, not from a fresh generator: restoring the step-2
+    # checkpoint into a fresh model gives the interrupted run's weights exactly.
+    fresh = make_generator(num_blocks=1, channels=8, scale=4)
+    discriminator = make_discriminator(hr_size=32, channels=4)
+    checkpointer = Checkpointer(run / "checkpoints", {"generator": fresh, "discriminator": discriminator}, {})
+    state = checkpointer.restore(run / "checkpoints" / "ckpt-000000002")
+    assert state["step"] == 2
+    for a, b in zip(fresh.get_weights(), interrupted.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # The resumed run's optimizer continued counting from the checkpointed step.
+    with np.load(run / "checkpoints" / "ckpt-000000004" / "g_optimizer.npz") as stored:
+        assert int(stored["v00000"]) == 4
+
+
+def test_kill_9_then_resume(tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "sr_lib", "train", "--preset", "ci", "--phase", "pretrain", "--out", str(run),
+               "--set", "train.pretrain_steps=4000", "--set", "train.validate_every=2"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    latest = run / "pretrain" / "checkpoints" / "latest"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (latest.is_file() and latest.read_text().strip() >= "ckpt-000000006"):
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert latest.is_file(), "no checkpoint was written before the kill"
+    checkpoints = Checkpointer(run / "pretrain" / "checkpoints", {}, {})
+    killed_at = int(checkpoints.latest().name.split("-")[1])
+    assert killed_at >= 6
+    # Resume in-process with a short budget past the kill point: it starts from the latest complete checkpoint.
+    config = get_preset("ci").replace(**{"train.pretrain_steps": killed_at + 2, "train.validate_every": 2})
+    (run / "pretrain" / "config.json").write_text(config.to_json())
+    result = training.pretrain(config, run / "pretrain", verbose=0)
+    assert result.step == killed_at + 2
+    assert training.read_log(run / "pretrain")[-1]["step"] == killed_at + 2
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, train_data, monkeypatch):
+    real = training.data_lib.make_train_dataset
+
+    def poisoned(*args, **kwargs):  # HR turns to NaN from the 4th batch on.
+        dataset = real(*args, **kwargs).enumerate()
+        return dataset.map(lambda i, pair: (pair[0], tf.where(i >= 3, np.nan, pair[1])))
+
+    monkeypatch.setattr(training.data_lib, "make_train_dataset", poisoned)
+    config = get_preset("ci").replace(**{"train.pretrain_steps": 6})
+    with pytest.raises(training.TrainingDivergedError, match=r"loss.*nan.*ckpt-000000002"):
+        training.pretrain(config, tmp_path / "run", train_data, verbose=0)
+    latest = Checkpointer(tmp_path / "run" / "checkpoints", {}, {}).latest()
+    assert latest.name == "ckpt-000000002"
+    generator = make_generator(num_blocks=1, channels=8, scale=4)
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(generator.trainable_variables)
+    Checkpointer(latest.parent, {"generator": generator}, {"optimizer": optimizer}).restore()
+    assert all(np.isfinite(w).all() for w in generator.get_weights())
+
+
+def test_mixed_bfloat16_gan_phase_runs_with_float32_losses(tmp_path, train_data):
+    config = get_preset("ci").replace(**{"train.mixed_precision": "mixed_bfloat16", "loss.content": "perpix",
+                                         "loss.adversarial": "relativistic"})
+    result = training.train_gan(config, tmp_path / "gan", None, train_data, verbose=0)
+    log = training.read_log(tmp_path / "gan")
+    assert all(math.isfinite(row["g_loss"]) and math.isfinite(row["d_loss"]) for row in log)
+    assert result.vgg_weights == "random"
+    assert keras.mixed_precision.global_policy().name == "float32"  # Restored after the run.
+
+
+def test_config_mismatch_names_the_fix(tmp_path, train_data):
+    config = get_preset("ci")
+    training.pretrain(config, tmp_path / "run", train_data, verbose=0)
+    with pytest.raises(ConfigError, match="another run directory"):
+        training.pretrain(config.replace(**{"model.channels": 16}), tmp_path / "run", train_data, verbose=0)
