@@ -9,7 +9,7 @@ import os
 import keras
 from keras import layers
 
-from sr_lib.layers import ICNR, PixelShuffle, VGGPreprocess
+from sr_lib.layers import ICNR, FastPReLU, FusedBatchNormalization, PixelShuffle, VGGPreprocess
 
 UPSAMPLERS = ("subpixel", "upsampling")
 INTERPOLATIONS = ("nearest", "bilinear")
@@ -45,16 +45,16 @@ def _conv(filters, kernel_size, name, **kwargs):
 def _prelu(name):
     # Sharing the slope over height and width gives one parameter per channel (as in the paper) and lets the
     # layer accept any spatial size.
-    return layers.PReLU(shared_axes=[1, 2], name=name)
+    return FastPReLU(shared_axes=[1, 2], name=name)
 
 
 def _residual_block(x, channels, name):
     skip = x
     x = _conv(channels, 3, f"{name}_conv1")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn1")(x)
+    x = FusedBatchNormalization(name=f"{name}_bn1")(x)
     x = _prelu(f"{name}_prelu")(x)
     x = _conv(channels, 3, f"{name}_conv2")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn2")(x)
+    x = FusedBatchNormalization(name=f"{name}_bn2")(x)
     return layers.Add(name=f"{name}_add")([skip, x])
 
 
@@ -107,7 +107,7 @@ def make_generator(
     for index in range(1, num_blocks + 1):
         x = _residual_block(x, channels, f"block{index}")
     x = _conv(channels, 3, "body_conv")(x)
-    x = layers.BatchNormalization(name="body_bn")(x)
+    x = FusedBatchNormalization(name="body_bn")(x)
     x = layers.Add(name="global_skip")([head, x])
     for index, factor in enumerate(_STAGES[scale], start=1):
         x = _upsample_stage(x, channels, factor, upsample, interpolation, icnr, f"upsample{index}")
@@ -147,7 +147,7 @@ def make_discriminator(hr_size=96, channels=64, name="discriminator"):
         stride = 2 if index % 2 == 0 else 1
         x = _conv(channels * multiplier, 3, f"conv{index}", strides=stride)(x)
         if index > 1:
-            x = layers.BatchNormalization(name=f"bn{index}")(x)
+            x = FusedBatchNormalization(name=f"bn{index}")(x)
         x = layers.LeakyReLU(negative_slope=0.2, name=f"lrelu{index}")(x)
     if hr_size is None:
         x = layers.GlobalAveragePooling2D(name="pool")(x)
