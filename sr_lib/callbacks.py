@@ -18,8 +18,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from sr_lib import metrics, plots, ranges
+from sr_lib import plots, ranges
 from sr_lib.data import bicubic_upscale
+from sr_lib.evaluate import evaluate_arrays
 
 
 class TrainingDivergedError(RuntimeError):
@@ -71,28 +72,18 @@ class ValidationCallback(keras.callbacks.Callback):
         super().__init__()
         self.generator = generator
         self.valid_lr = valid_lr
-        self.hr_unit = ranges.hr_to_unit(valid_hr)
+        self.valid_hr = valid_hr
         self.scale = scale
         self.state = state
         self.run_dir = Path(run_dir)
         self.batch_size = batch_size
 
-    def super_resolve(self):
-        sr = self.generator.predict(self.valid_lr, batch_size=self.batch_size, verbose=0)
-        return ranges.uint8_to_unit(ranges.hr_to_uint8(sr))
-
     def on_epoch_end(self, epoch, logs=None):
         self.state.step = (epoch + 1) * self.state.steps_per_epoch
         if self.state.diverged:
             return
-        sr_unit = self.super_resolve()
-        values = {
-            "psnr_y": metrics.psnr_y(self.hr_unit, sr_unit, crop_border=self.scale),
-            "ssim_y": metrics.ssim_y(self.hr_unit, sr_unit, crop_border=self.scale),
-            "psnr_rgb": metrics.psnr_rgb(self.hr_unit, sr_unit, crop_border=self.scale),
-            "ssim_rgb": metrics.ssim_rgb(self.hr_unit, sr_unit, crop_border=self.scale),
-        }
-        values = {key: float(np.mean(value)) for key, value in values.items()}
+        values = evaluate_arrays(self.valid_lr, self.valid_hr, self.scale, self.generator,
+                                 batch_size=self.batch_size).means
         logs.update(values, step=self.state.step)
         if values["psnr_y"] > self.state.best_psnr_y:
             self.state.best_psnr_y, self.state.best_step = values["psnr_y"], self.state.step

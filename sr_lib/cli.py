@@ -96,7 +96,7 @@ def cmd_evaluate(args):
     from tqdm import tqdm
 
     from sr_lib import data as data_lib
-    from sr_lib.evaluate import METRIC_NAMES, evaluate_images
+    from sr_lib.evaluate import METRIC_NAMES, benchmark_name, evaluate_images
 
     model_path = Path(args.model) if args.model else None
     if model_path is not None and not model_path.is_file():
@@ -111,7 +111,7 @@ def cmd_evaluate(args):
         bad = {path for path, _ in problems}
         names = [Path(p).stem for p in paths if p not in bad]
         for method, model in [("bicubic", None)] + ([(model_path.name, generator)] if generator else []):
-            evaluation = evaluate_images(images, args.scale, model, method, Path(folder).name, names)
+            evaluation = evaluate_images(images, args.scale, model, method, benchmark_name(folder), names)
             results.append(evaluation)
     print(f"{'dataset':<12} {'method':<36} " + " ".join(f"{key:>9}" for key in METRIC_NAMES))
     for evaluation in results:

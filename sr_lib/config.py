@@ -250,13 +250,13 @@ def _demo() -> Config:
     config.model.num_blocks = 4
     config.model.channels = 32
     config.model.discriminator_channels = 16
-    config.train.pretrain_steps = 600
+    config.train.pretrain_steps = 2000
     config.train.gan_steps = 200
     config.train.gan_decay_step = 150
-    config.train.learning_rate = 3e-4
+    config.train.learning_rate = 1e-3  # Higher than the paper's 1e-4: measured to converge faster at this size.
     config.train.decayed_learning_rate = 1e-4
     config.train.validate_every = 50
-    config.train.images_every = 100
+    config.train.images_every = 500
     config.train.mixed_precision = "auto"
     config.loss.vgg_weights = "auto"
     return config

@@ -8,6 +8,7 @@ Y (ITU-R BT.601) with ``scale`` border pixels removed, and on RGB with the same 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -29,6 +30,12 @@ class Evaluation:
     @property
     def means(self) -> dict:
         return {key: float(np.mean([row[key] for row in self.per_image])) for key in METRIC_NAMES}
+
+
+def benchmark_name(folder) -> str:
+    """A table label for an image folder: ``.../Set5/HR`` -> ``Set5``, ``.../Set14`` -> ``Set14``."""
+    path = Path(folder).resolve()
+    return path.parent.name if path.name.lower() in ("hr", "gt", "images") else path.name
 
 
 def make_lr(hr_uint8, scale: int):
@@ -73,14 +80,15 @@ def evaluate_images(images, scale: int, generator=None, method="bicubic", datase
     return result
 
 
-def evaluate_arrays(lr_unit, hr, scale: int, generator=None, method="bicubic", dataset="validation") -> Evaluation:
+def evaluate_arrays(lr_unit, hr, scale: int, generator=None, method="bicubic", dataset="validation",
+                    batch_size=8) -> Evaluation:
     """Metrics on prepared (LR in [0, 1], HR in [-1, 1]) batches such as a run's fixed validation crops."""
     result = Evaluation(method, dataset)
     hr_unit = ranges.hr_to_unit(hr)
     if generator is None:
         sr_uint8 = ranges.unit_to_uint8(bicubic_upscale(lr_unit, scale))
     else:
-        sr_uint8 = ranges.hr_to_uint8(generator.predict(lr_unit, batch_size=8, verbose=0))
+        sr_uint8 = ranges.hr_to_uint8(generator.predict(lr_unit, batch_size=batch_size, verbose=0))
     sr_unit = ranges.uint8_to_unit(sr_uint8)
     values = {"psnr_y": metrics.psnr_y(hr_unit, sr_unit, crop_border=scale),
               "ssim_y": metrics.ssim_y(hr_unit, sr_unit, crop_border=scale),

@@ -78,7 +78,7 @@ def run_comparison(config: Config, out_dir, variants=None, benchmarks=(), verbos
     """
     out_dir = Path(out_dir)
     variants = variants or DEFAULT_VARIANTS
-    benchmark_sets = [(Path(folder).name, _load_benchmark(folder)) for folder in benchmarks]
+    benchmark_sets = [(evaluate_lib.benchmark_name(folder), _load_benchmark(folder)) for folder in benchmarks]
     train_data = prepare_data(config)
     base = pretrain(config, out_dir / "pretrain", train_data, verbose=verbose)  # Refuses a different config.
     config.to_json(out_dir / "config.json")
