@@ -48,13 +48,17 @@ def _prelu(name):
     return FastPReLU(shared_axes=[1, 2], name=name)
 
 
-def _residual_block(x, channels, name):
+def _normalize(x, batch_norm, name):
+    return FusedBatchNormalization(name=name)(x) if batch_norm else x
+
+
+def _residual_block(x, channels, name, batch_norm=True):
     skip = x
     x = _conv(channels, 3, f"{name}_conv1")(x)
-    x = FusedBatchNormalization(name=f"{name}_bn1")(x)
+    x = _normalize(x, batch_norm, f"{name}_bn1")
     x = _prelu(f"{name}_prelu")(x)
     x = _conv(channels, 3, f"{name}_conv2")(x)
-    x = FusedBatchNormalization(name=f"{name}_bn2")(x)
+    x = _normalize(x, batch_norm, f"{name}_bn2")
     return layers.Add(name=f"{name}_add")([skip, x])
 
 
@@ -70,7 +74,8 @@ def _upsample_stage(x, channels, factor, upsample, interpolation, icnr, name):
 
 
 def make_generator(
-    num_blocks=16, channels=64, scale=4, upsample="subpixel", interpolation="nearest", icnr=True, name="srresnet"
+    num_blocks=16, channels=64, scale=4, upsample="subpixel", interpolation="nearest", icnr=True, name="srresnet",
+    batch_norm=True,
 ):
     """Builds the SRResNet generator (Ledig et al., 2017), fully convolutional.
 
@@ -87,6 +92,8 @@ def make_generator(
         icnr: Initialise sub-pixel convs with ICNR (Aitken et al., 2017) to avoid checkerboard artefacts at the
             start of training; ignored for ``"upsampling"``.
         name: Model name.
+        batch_norm: The paper's batch normalisation in the residual body. ``False`` drops it (as EDSR and ESRGAN
+            later did): BN's batch statistics cost PSNR and shift colours on short runs and small batches.
 
     Returns:
         A ``keras.Model`` mapping LR ``(N, H, W, 3)`` in [0, 1] to SR ``(N, H*scale, W*scale, 3)`` in [-1, 1],
@@ -105,9 +112,9 @@ def make_generator(
     x = _conv(channels, 9, "head_conv")(inputs)
     head = x = _prelu("head_prelu")(x)
     for index in range(1, num_blocks + 1):
-        x = _residual_block(x, channels, f"block{index}")
+        x = _residual_block(x, channels, f"block{index}", batch_norm)
     x = _conv(channels, 3, "body_conv")(x)
-    x = FusedBatchNormalization(name="body_bn")(x)
+    x = _normalize(x, batch_norm, "body_bn")
     x = layers.Add(name="global_skip")([head, x])
     for index, factor in enumerate(_STAGES[scale], start=1):
         x = _upsample_stage(x, channels, factor, upsample, interpolation, icnr, f"upsample{index}")

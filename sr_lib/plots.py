@@ -6,6 +6,7 @@ and returns the path it wrote; show the file in a notebook with ``IPython.displa
 """
 
 import os
+import textwrap
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -105,7 +106,8 @@ def save_image_grid(rows, path, titles=None, cell_inches=None, dpi=100):
             label, image = row[column_index]
             grey = dict(cmap="gray", vmin=0, vmax=255) if image.ndim == 2 else {}
             axes.imshow(image, interpolation="nearest", **grey)
-            axes.set_title(label)
+            # Long variant names are wrapped so that neighbouring titles never overlap.
+            axes.set_title("\n".join(textwrap.wrap(str(label), 22)), fontsize=9)
             # Ticks are hidden but the axes kept, so that a row title can sit on the first cell's y label.
             axes.set_xticks([])
             axes.set_yticks([])

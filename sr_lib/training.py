@@ -100,7 +100,7 @@ def _precision(policy: str):
 def _build_generator(config: Config) -> keras.Model:
     m, d = config.model, config.data
     return make_generator(num_blocks=m.num_blocks, channels=m.channels, scale=d.scale, upsample=m.upsample,
-                          interpolation=m.interpolation, icnr=m.icnr)
+                          interpolation=m.interpolation, icnr=m.icnr, batch_norm=m.batch_norm)
 
 
 def _adam(config: Config, learning_rate, policy: str):
@@ -174,8 +174,14 @@ def _result(run_dir, state: RunState, vgg_weights) -> RunResult:
                      run_dir / "generator_best_psnr_y.keras", vgg_weights)
 
 
+def _gan_schedule(config: Config):
+    t = config.train
+    return keras.optimizers.schedules.PiecewiseConstantDecay([t.gan_decay_step],
+                                                             [t.learning_rate, t.decayed_learning_rate])
+
+
 def pretrain(config: Config, run_dir, train_data: TrainData | None = None, initial_generator=None, steps=None,
-             verbose="auto") -> RunResult:
+             verbose="auto", learning_rate=None) -> RunResult:
     """Phase 1 (SRResNet): the generator trained with pixel MSE through ``fit``.
 
     Args:
@@ -184,6 +190,7 @@ def pretrain(config: Config, run_dir, train_data: TrainData | None = None, initi
         train_data: prepared data; built from ``config`` if None.
         initial_generator: optional path of a ``.keras`` generator to start from (MSE-only fine-tuning).
         steps: overrides ``train.pretrain_steps``.
+        learning_rate: a rate or schedule; default ``train.learning_rate`` (constant, as the paper's phase 1).
     """
     steps = config.train.pretrain_steps if steps is None else steps
     run_dir = _prepare_run_dir(run_dir, config)
@@ -193,7 +200,7 @@ def pretrain(config: Config, run_dir, train_data: TrainData | None = None, initi
         generator = _build_generator(config)
         if initial_generator is not None:
             generator.set_weights(keras.saving.load_model(initial_generator, safe_mode=True).get_weights())
-        optimizer = _adam(config, config.train.learning_rate, policy)
+        optimizer = _adam(config, config.train.learning_rate if learning_rate is None else learning_rate, policy)
         # fit() drives a functional twin sharing the generator's layers, so the generator itself stays uncompiled and
         # its saved .keras files hold the network alone (no optimizer, no loss to resolve when loading).
         trainer = keras.Model(generator.inputs, generator.outputs, name="srresnet_trainer")
@@ -308,8 +315,9 @@ def train_gan(config: Config, run_dir, pretrained_generator, train_data: TrainDa
     if config.loss.adversarial == "none":
         if config.loss.content != "mse":
             raise ConfigError("config key loss.adversarial: 'none' is only supported with loss.content='mse'")
+        # Same steps and learning-rate schedule as the GAN variants, so the comparison differs only in the loss.
         return pretrain(config, run_dir, train_data, initial_generator=pretrained_generator,
-                        steps=config.train.gan_steps, verbose=verbose)
+                        steps=config.train.gan_steps, verbose=verbose, learning_rate=_gan_schedule(config))
     run_dir = _prepare_run_dir(run_dir, config)
     train_data = train_data or prepare_data(config)
     policy = resolve_precision(config.train.mixed_precision)
@@ -320,11 +328,8 @@ def train_gan(config: Config, run_dir, pretrained_generator, train_data: TrainDa
             generator.set_weights(keras.saving.load_model(pretrained_generator, safe_mode=True).get_weights())
         discriminator = make_discriminator(hr_size=d.hr_size if m.discriminator_fixed_size else None,
                                            channels=m.discriminator_channels)
-        schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
-            [t.gan_decay_step], [t.learning_rate, t.decayed_learning_rate])
-        g_optimizer = _adam(config, schedule, policy)
-        d_optimizer = _adam(config, keras.optimizers.schedules.PiecewiseConstantDecay(
-            [t.gan_decay_step], [t.learning_rate, t.decayed_learning_rate]), policy)
+        g_optimizer = _adam(config, _gan_schedule(config), policy)
+        d_optimizer = _adam(config, _gan_schedule(config), policy)
         objective, adversarial, content = make_generator_loss(config)
         gan = SRGAN(generator, discriminator)
         weight = config.loss.gradient_penalty_weight if adversarial.gradient_penalty_weight > 0 else 0.0

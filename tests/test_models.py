@@ -288,3 +288,16 @@ def test_vgg_unknown_layer(layer):
 def test_vgg_invalid_weights_value():
     with pytest.raises(ValueError, match="weights"):
         models.make_vgg_features(weights=3)
+
+
+def test_generator_without_batch_norm(tmp_path):
+    with_bn = models.make_generator(num_blocks=2, channels=8, scale=2)
+    without = models.make_generator(num_blocks=2, channels=8, scale=2, batch_norm=False)
+    bn_layers = [layer for layer in with_bn.layers if "bn" in layer.name]
+    assert len(bn_layers) == 2 * 2 + 1
+    assert not [layer for layer in without.layers if "bn" in layer.name]
+    assert without.count_params() == with_bn.count_params() - sum(layer.count_params() for layer in bn_layers)
+    x = np.random.default_rng(0).random((1, 10, 14, 3), dtype=np.float32)
+    assert without(x).shape == (1, 20, 28, 3)
+    without.save(tmp_path / "g.keras")
+    np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "g.keras", safe_mode=True)(x), without(x))

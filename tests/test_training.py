@@ -188,3 +188,25 @@ def test_config_mismatch_names_the_fix(tmp_path, train_data):
     training.pretrain(config, tmp_path / "run", train_data, verbose=0)
     with pytest.raises(ConfigError, match="another run directory"):
         training.pretrain(config.replace(**{"model.channels": 16}), tmp_path / "run", train_data, verbose=0)
+
+
+def test_mirrored_strategy_trains_and_checkpoints(tmp_path, train_data):
+    config = get_preset("ci").replace(**{"train.strategy": "mirrored", "loss.content": "mse",
+                                         "loss.adversarial": "wasserstein_gp"})
+    result = training.train_gan(config, tmp_path / "gan", None, train_data, verbose=0)
+    log = training.read_log(tmp_path / "gan")
+    assert [row["step"] for row in log] == [2, 4] and result.step == 4
+    assert all(math.isfinite(row["d_loss"]) for row in log)
+
+
+def test_auto_vgg_weights_fall_back_to_random_with_a_warning(monkeypatch):
+    import sr_lib.models
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Could not download the VGG19 ImageNet weights")
+
+    monkeypatch.setattr(sr_lib.models, "make_vgg_features", offline)
+    monkeypatch.setattr(training, "_AUTO_VGG", {})
+    with pytest.warns(UserWarning, match="RANDOM VGG"):
+        assert training.resolve_vgg_weights("auto") is None
+    assert training.resolve_vgg_weights("imagenet") == "imagenet"  # Only "auto" falls back.
