@@ -92,16 +92,13 @@ def cmd_compare(args):
 
 
 def cmd_evaluate(args):
-    import keras
     from tqdm import tqdm
 
     from sr_lib import data as data_lib
-    from sr_lib.evaluate import METRIC_NAMES, benchmark_name, evaluate_images
+    from sr_lib.evaluate import METRIC_NAMES, benchmark_name, evaluate_images, load_generator
 
     model_path = Path(args.model) if args.model else None
-    if model_path is not None and not model_path.is_file():
-        raise ValueError(f"model file not found: {model_path}")
-    generator = keras.saving.load_model(model_path, safe_mode=True) if model_path else None
+    generator = load_generator(model_path) if model_path else None
     out = Path(args.out or Path("runs") / "evaluate")
     out.mkdir(parents=True, exist_ok=True)
     results = []

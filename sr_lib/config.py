@@ -250,8 +250,8 @@ def _demo() -> Config:
     config.data.valid_crops_per_image = 2
     config.model.num_blocks = 4
     config.model.channels = 32
-    # Without BN the small generator gets near bicubic within the CPU budget; with the paper's BN it stays ~3 dB
-    # below on Set5 after 2000 steps (see README, "Demo result"). The paper and seed presets keep BN.
+    # Without BN the small generator gets near bicubic within the CPU budget; with the paper's BN it measured 1.5 dB
+    # lower on Set5 after phase 1 (README, "Demo result"). The paper and seed presets keep BN.
     config.model.batch_norm = False
     config.model.discriminator_channels = 16
     config.train.pretrain_steps = 2000

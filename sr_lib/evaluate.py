@@ -38,6 +38,23 @@ def benchmark_name(folder) -> str:
     return path.parent.name if path.name.lower() in ("hr", "gt", "images") else path.name
 
 
+def load_generator(path):
+    """A generator saved as ``.keras``, loaded with ``safe_mode=True``; a clear ValueError if it can't be."""
+    import keras
+
+    from sr_lib import layers  # noqa: F401  (registers the custom layers the file refers to)
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"model file not found: {path}")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # Keras raises TypeError/ValueError/OSError/zipfile errors for bad files.
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"could not load the model {path} (expected a .keras generator saved by sr_lib): "
+                         f"{first_line[:300]}") from None
+
+
 def make_lr(hr_uint8, scale: int):
     """HR uint8 (H, W, 3) -> (HR in [0, 1] cropped to a multiple of ``scale``, LR in [0, 1])."""
     height, width = (hr_uint8.shape[0] // scale) * scale, (hr_uint8.shape[1] // scale) * scale

@@ -18,7 +18,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from sr_lib import data as data_lib
@@ -102,7 +101,7 @@ def write_report(report_dir, config: Config, train_data: TrainData, runs, benchm
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     scale = config.data.scale
-    generators = [(label(v.name, r.vgg_weights), keras.saving.load_model(r.final_path, safe_mode=True))
+    generators = [(label(v.name, r.vgg_weights), evaluate_lib.load_generator(r.final_path))
                   for v, r in runs]
     rows = []
     methods = [("bicubic", None)] + generators

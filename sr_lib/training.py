@@ -27,6 +27,7 @@ from sr_lib.callbacks import (CheckpointCallback, CSVLog, ImageGridCallback, Lea
                               TrainingDivergedError, ValidationCallback, save_model_atomic)
 from sr_lib.checkpoint import Checkpointer
 from sr_lib.config import Config, ConfigError
+from sr_lib.evaluate import load_generator
 from sr_lib.models import make_discriminator, make_generator
 
 __all__ = ["SRGAN", "TrainData", "RunResult", "TrainingDivergedError", "prepare_data", "pretrain", "train_gan",
@@ -199,7 +200,7 @@ def pretrain(config: Config, run_dir, train_data: TrainData | None = None, initi
     with _precision(policy), make_strategy(config.train.strategy).scope():
         generator = _build_generator(config)
         if initial_generator is not None:
-            generator.set_weights(keras.saving.load_model(initial_generator, safe_mode=True).get_weights())
+            generator.set_weights(load_generator(initial_generator).get_weights())
         optimizer = _adam(config, config.train.learning_rate if learning_rate is None else learning_rate, policy)
         # fit() drives a functional twin sharing the generator's layers, so the generator itself stays uncompiled and
         # its saved .keras files hold the network alone (no optimizer, no loss to resolve when loading).
@@ -325,7 +326,7 @@ def train_gan(config: Config, run_dir, pretrained_generator, train_data: TrainDa
     with _precision(policy), make_strategy(t.strategy).scope():
         generator = _build_generator(config)
         if pretrained_generator is not None:
-            generator.set_weights(keras.saving.load_model(pretrained_generator, safe_mode=True).get_weights())
+            generator.set_weights(load_generator(pretrained_generator).get_weights())
         discriminator = make_discriminator(hr_size=d.hr_size if m.discriminator_fixed_size else None,
                                            channels=m.discriminator_channels)
         g_optimizer = _adam(config, _gan_schedule(config), policy)

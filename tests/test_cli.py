@@ -1,6 +1,8 @@
 """The command line and the comparison report, end to end at the ci preset."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -58,6 +60,13 @@ def test_compare_writes_table_curves_and_grid(tmp_path, benchmark_folder, capsys
     assert evaluated[1]["means"]["psnr_y"] == pytest.approx(direct.means["psnr_y"], abs=1e-4)
     assert evaluated[0]["method"] == "bicubic"
 
+    # A fresh process, as a user runs it: the saved generator's custom layers must resolve without any prior import.
+    done = subprocess.run([sys.executable, "-m", "sr_lib", "evaluate", "--model", str(model), "--data",
+                           str(benchmark_folder), "--out", str(tmp_path / "ev2")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    fresh = json.loads((tmp_path / "ev2" / "evaluation.json").read_text())
+    assert fresh[1]["means"]["psnr_y"] == pytest.approx(direct.means["psnr_y"], abs=1e-4)
+
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--preset", "ci", "--set", "data.scale=5"], "data.scale"),
@@ -66,8 +75,12 @@ def test_compare_writes_table_curves_and_grid(tmp_path, benchmark_folder, capsys
     (["train", "--preset", "ci", "--data", "/no/such/folder"], "/no/such/folder"),
     (["evaluate", "--model", "/no/model.keras", "--data", "."], "/no/model.keras"),
     (["compare", "--preset", "ci", "--variants", "srresnet_mse,gan"], "unknown variant"),
+    (["evaluate", "--model", "CORRUPT", "--data", "."], "could not load the model"),
 ])
 def test_bad_input_is_a_clear_error(argv, message, capsys, tmp_path):
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"PK\x03\x04 not really a keras file")
+    argv = [str(corrupt) if arg == "CORRUPT" else arg for arg in argv]
     assert main(argv + ["--out", str(tmp_path / "o")]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and message in error and "Traceback" not in error
