@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
-import numpy as np
 
-from sr_lib import plots, ranges
-from sr_lib.data import bicubic_upscale
-from sr_lib.evaluate import evaluate_arrays
+from sr_lib import plots
+from sr_lib.evaluate import comparison_rows, evaluate_arrays
 
 
 class TrainingDivergedError(RuntimeError):
@@ -173,14 +171,8 @@ def _plain(value):
 
 
 def save_comparison_grid(generator, valid_lr, valid_hr, scale, path):
-    """One row per crop: LR, bicubic, SR, HR (all uint8)."""
-    sr = ranges.hr_to_uint8(generator.predict(valid_lr, verbose=0))
-    bicubic = ranges.unit_to_uint8(bicubic_upscale(valid_lr, scale))
-    lr = ranges.unit_to_uint8(valid_lr)
-    hr = ranges.hr_to_uint8(valid_hr)
-    rows = [[("LR", lr[i].numpy()), ("bicubic", bicubic[i].numpy()), ("SR", sr[i].numpy()), ("HR", hr[i].numpy())]
-            for i in range(len(valid_lr))]
-    return plots.save_image_grid(rows, path)
+    """One row per crop: LR, bicubic, SR, HR."""
+    return plots.save_image_grid(comparison_rows(valid_lr, valid_hr, scale, [("SR", generator)]), path)
 
 
 def save_model_atomic(model, path):

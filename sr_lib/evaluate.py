@@ -40,9 +40,7 @@ def benchmark_name(folder) -> str:
 
 def load_generator(path):
     """A generator saved as ``.keras``, loaded with ``safe_mode=True``; a clear ValueError if it can't be."""
-    import keras
-
-    from sr_lib import layers  # noqa: F401  (registers the custom layers the file refers to)
+    import keras  # sr_lib/__init__ has registered the custom layers the file refers to.
 
     path = Path(path)
     if not path.is_file():
@@ -116,3 +114,21 @@ def evaluate_arrays(lr_unit, hr, scale: int, generator=None, method="bicubic", d
         result.per_image.append({"index": index, "name": str(index),
                                  **{key: float(values[key][index]) for key in METRIC_NAMES}})
     return result
+
+
+def comparison_rows(lr_unit, hr, scale: int, named_generators) -> list:
+    """Image-grid rows, one per crop: LR, bicubic, each named generator's SR, HR (uint8), for ``plots.save_image_grid``.
+
+    Args:
+        lr_unit: LR crops in [0, 1], (N, h, w, 3).
+        hr: the matching HR crops in [-1, 1].
+        scale: the upscaling factor.
+        named_generators: (label, generator) pairs, in column order.
+    """
+    lr_uint8 = ranges.unit_to_uint8(lr_unit).numpy()
+    bicubic = ranges.unit_to_uint8(bicubic_upscale(lr_unit, scale)).numpy()
+    outputs = [(name, ranges.hr_to_uint8(generator.predict(lr_unit, verbose=0)).numpy())
+               for name, generator in named_generators]
+    hr_uint8 = ranges.hr_to_uint8(hr).numpy()
+    return [[("LR", lr_uint8[i]), ("bicubic", bicubic[i])] + [(name, sr[i]) for name, sr in outputs]
+            + [("HR", hr_uint8[i])] for i in range(len(lr_uint8))]

@@ -22,7 +22,7 @@ import numpy as np
 
 from sr_lib import data as data_lib
 from sr_lib import evaluate as evaluate_lib
-from sr_lib import plots, ranges
+from sr_lib import plots
 from sr_lib.config import Config
 from sr_lib.training import TrainData, prepare_data, pretrain, read_log, train_gan
 
@@ -126,14 +126,10 @@ def write_report(report_dir, config: Config, train_data: TrainData, runs, benchm
     curve_path = plots.plot_psnr_curves(curves, report_dir / "psnr_curves.png", baseline=("bicubic", bicubic_psnr),
                                         title=f"Validation PSNR-Y (x{scale}, {scale}-px border) during phase 2")
 
-    index = 0  # The same validation crop for every method.
-    lr = train_data.valid_lr[index:index + 1]
-    cells = [("LR", ranges.unit_to_uint8(lr)[0].numpy()),
-             ("bicubic", ranges.unit_to_uint8(data_lib.bicubic_upscale(lr, scale))[0].numpy())]
-    for name, generator in generators:
-        cells.append((name, ranges.hr_to_uint8(generator.predict(lr, verbose=0))[0].numpy()))
-    cells.append(("HR", ranges.hr_to_uint8(train_data.valid_hr[index:index + 1])[0].numpy()))
-    grid_path = plots.save_image_grid([cells], report_dir / "comparison_grid.png")
+    first = slice(0, 1)  # The same validation crop for every method.
+    rows_of_images = evaluate_lib.comparison_rows(train_data.valid_lr[first], train_data.valid_hr[first], scale,
+                                                  generators)
+    grid_path = plots.save_image_grid(rows_of_images, report_dir / "comparison_grid.png")
 
     report = {"rows": rows, "table": str(report_dir / "results.md"), "curves": str(curve_path),
               "grid": str(grid_path), "random_vgg": any(r.vgg_weights == "random" for _, r in runs)}
