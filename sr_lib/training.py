@@ -198,6 +198,7 @@ def pretrain(config: Config, run_dir, train_data: TrainData | None = None, initi
     train_data = train_data or prepare_data(config)
     policy = resolve_precision(config.train.mixed_precision)
     with _precision(policy), make_strategy(config.train.strategy).scope():
+        keras.utils.set_random_seed(config.train.seed)  # Same initial weights for the same config.
         generator = _build_generator(config)
         if initial_generator is not None:
             generator.set_weights(load_generator(initial_generator).get_weights())
@@ -324,6 +325,8 @@ def train_gan(config: Config, run_dir, pretrained_generator, train_data: TrainDa
     policy = resolve_precision(config.train.mixed_precision)
     t, m, d = config.train, config.model, config.data
     with _precision(policy), make_strategy(t.strategy).scope():
+        # Same initial weights for the same config: every variant of a comparison starts from the same discriminator.
+        keras.utils.set_random_seed(t.seed)
         generator = _build_generator(config)
         if pretrained_generator is not None:
             generator.set_weights(load_generator(pretrained_generator).get_weights())

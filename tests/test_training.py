@@ -210,3 +210,12 @@ def test_auto_vgg_weights_fall_back_to_random_with_a_warning(monkeypatch):
     with pytest.warns(UserWarning, match="RANDOM VGG"):
         assert training.resolve_vgg_weights("auto") is None
     assert training.resolve_vgg_weights("imagenet") == "imagenet"  # Only "auto" falls back.
+
+
+def test_same_config_gives_the_same_run(tmp_path, train_data):
+    config = get_preset("ci").replace(**{"loss.content": "mse", "loss.adversarial": "least_squares"})
+    first = training.train_gan(config, tmp_path / "a", None, train_data, verbose=0)
+    second = training.train_gan(config, tmp_path / "b", None, train_data, verbose=0)
+    for a, b in zip(keras.saving.load_model(first.final_path).get_weights(),
+                    keras.saving.load_model(second.final_path).get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
