@@ -221,10 +221,12 @@ class SRGAN(keras.Model):
     discriminator before its update, as in the SRGAN seeds).
     """
 
-    def __init__(self, generator, discriminator, **kwargs):
+    def __init__(self, generator, discriminator, seed=0, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
+        # Seeds the gradient penalty's interpolation weights, so a WGAN-GP run is as reproducible as the others.
+        self.penalty_seed = keras.random.SeedGenerator(seed)
         names = ["g_loss", "content_loss", "adversarial_loss", "pixel_loss", "d_loss", "d_loss_gp", "d_real_logit",
                  "d_fake_logit"]
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
@@ -255,7 +257,8 @@ class SRGAN(keras.Model):
             d_loss = self.adversarial.discriminator_loss(real_logits, fake_logits)
             penalty = tf.constant(0.0)
             if self.gradient_penalty_weight > 0:
-                penalty = losses_lib.gradient_penalty(self.discriminator, hr, tf.stop_gradient(sr))
+                penalty = losses_lib.gradient_penalty(self.discriminator, hr, tf.stop_gradient(sr),
+                                                      seed=self.penalty_seed)
             d_total = d_loss + self.gradient_penalty_weight * penalty
             g_terms = self.generator_loss(hr, sr, real_logits, fake_logits)
             d_scaled = self.d_optimizer.scale_loss(d_total / replicas)
@@ -335,7 +338,7 @@ def train_gan(config: Config, run_dir, pretrained_generator, train_data: TrainDa
         g_optimizer = _adam(config, _gan_schedule(config), policy)
         d_optimizer = _adam(config, _gan_schedule(config), policy)
         objective, adversarial, content = make_generator_loss(config)
-        gan = SRGAN(generator, discriminator)
+        gan = SRGAN(generator, discriminator, seed=t.seed)
         weight = config.loss.gradient_penalty_weight if adversarial.gradient_penalty_weight > 0 else 0.0
         gan.compile(g_optimizer, d_optimizer, objective, adversarial, gradient_penalty_weight=weight)
         g_optimizer.build(generator.trainable_variables)

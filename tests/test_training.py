@@ -212,8 +212,9 @@ def test_auto_vgg_weights_fall_back_to_random_with_a_warning(monkeypatch):
     assert training.resolve_vgg_weights("imagenet") == "imagenet"  # Only "auto" falls back.
 
 
-def test_same_config_gives_the_same_run(tmp_path, train_data):
-    config = get_preset("ci").replace(**{"loss.content": "mse", "loss.adversarial": "least_squares"})
+@pytest.mark.parametrize("adversarial", ["least_squares", "wasserstein_gp"])
+def test_same_config_gives_the_same_run(tmp_path, train_data, adversarial):
+    config = get_preset("ci").replace(**{"loss.content": "mse", "loss.adversarial": adversarial})
     first = training.train_gan(config, tmp_path / "a", None, train_data, verbose=0)
     second = training.train_gan(config, tmp_path / "b", None, train_data, verbose=0)
     for a, b in zip(keras.saving.load_model(first.final_path).get_weights(),
