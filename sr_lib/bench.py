@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 from sr_lib import data as data_lib  # noqa: E402
 from sr_lib import losses as losses_lib  # noqa: E402
 from sr_lib.models import make_discriminator, make_generator  # noqa: E402
-from sr_lib.training import SRGAN, resolve_precision  # noqa: E402
+from sr_lib.training import SRGAN, cpu_bf16_flags, resolve_precision  # noqa: E402
 
 
 class _BatchClock(keras.callbacks.Callback):
@@ -96,8 +96,7 @@ def _cpu_name() -> str:
         return platform.processor() or platform.machine()
     name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
                 platform.machine())
-    flags = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in info]
-    return f"{name} ({', '.join(flags) or 'no bf16 instructions'})"
+    return f"{name} ({', '.join(cpu_bf16_flags()) or 'no bf16 instructions'})"
 
 
 def main(argv=None):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -34,7 +34,6 @@ class RunState:
     best_psnr_y: float = -math.inf
     best_step: int = -1
     diverged: str | None = None  # The message, once a loss is non-finite.
-    history: list = field(default_factory=list)
 
     def to_state(self) -> dict:
         return {"best_psnr_y": self.best_psnr_y, "best_step": self.best_step}

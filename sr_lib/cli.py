@@ -94,8 +94,7 @@ def cmd_compare(args):
 def cmd_evaluate(args):
     from tqdm import tqdm
 
-    from sr_lib import data as data_lib
-    from sr_lib.evaluate import METRIC_NAMES, benchmark_name, evaluate_images, load_generator
+    from sr_lib.evaluate import METRIC_NAMES, benchmark_name, evaluate_images, load_benchmark, load_generator
 
     model_path = Path(args.model) if args.model else None
     generator = load_generator(model_path) if model_path else None
@@ -103,10 +102,7 @@ def cmd_evaluate(args):
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for folder in tqdm(args.data, desc="datasets", disable=len(args.data) < 2):
-        paths = data_lib.find_images(folder)
-        images, problems = data_lib.load_images(paths)
-        bad = {path for path, _ in problems}
-        names = [Path(p).stem for p in paths if p not in bad]
+        names, images = load_benchmark(folder)
         for method, model in [("bicubic", None)] + ([(model_path.name, generator)] if generator else []):
             evaluation = evaluate_images(images, args.scale, model, method, benchmark_name(folder), names)
             results.append(evaluation)

@@ -171,10 +171,11 @@ def _check(condition, key, message):
 def validate(config: Config) -> Config:
     """Check values (types are checked when loading); raises ConfigError naming the key."""
     from sr_lib.losses import ADVERSARIAL_LOSSES, CONTENT_LOSSES
+    from sr_lib.models import INTERPOLATIONS, SCALES, UPSAMPLERS
 
     d, m, l, t = config.data, config.model, config.loss, config.train
     _check(bool(config.name) and "/" not in config.name, "name", f"must be a non-empty folder name, got {config.name!r}")
-    _check(d.scale in (2, 3, 4, 8), "data.scale", f"must be 2, 3, 4 or 8, got {d.scale}")
+    _check(d.scale in SCALES, "data.scale", f"must be one of {', '.join(map(str, SCALES))}, got {d.scale}")
     _check(d.hr_size > 0 and d.hr_size % d.scale == 0, "data.hr_size",
            f"must be a positive multiple of data.scale={d.scale}, got {d.hr_size}")
     valid_size = d.valid_hr_size or d.hr_size
@@ -186,10 +187,9 @@ def validate(config: Config) -> Config:
     _check(m.num_blocks > 0, "model.num_blocks", f"must be positive, got {m.num_blocks}")
     _check(m.channels > 0, "model.channels", f"must be positive, got {m.channels}")
     _check(m.discriminator_channels > 0, "model.discriminator_channels", "must be positive")
-    _check(m.upsample in ("subpixel", "upsampling"), "model.upsample",
-           f"must be 'subpixel' or 'upsampling', got {m.upsample!r}")
-    _check(m.interpolation in ("nearest", "bilinear"), "model.interpolation",
-           f"must be 'nearest' or 'bilinear', got {m.interpolation!r}")
+    _check(m.upsample in UPSAMPLERS, "model.upsample", f"must be one of {', '.join(UPSAMPLERS)}, got {m.upsample!r}")
+    _check(m.interpolation in INTERPOLATIONS, "model.interpolation",
+           f"must be one of {', '.join(INTERPOLATIONS)}, got {m.interpolation!r}")
     _check(l.content in CONTENT_LOSSES, "loss.content", f"must be one of {', '.join(CONTENT_LOSSES)}, got {l.content!r}")
     adversarial_names = ("none",) + tuple(ADVERSARIAL_LOSSES)
     _check(l.adversarial in adversarial_names, "loss.adversarial",

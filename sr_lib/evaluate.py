@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from sr_lib import metrics, ranges
-from sr_lib.data import bicubic_downsample, bicubic_upscale
+from sr_lib.data import bicubic_downsample, bicubic_upscale, find_images, load_images
 
 METRIC_NAMES = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
 
@@ -36,6 +36,23 @@ def benchmark_name(folder) -> str:
     """A table label for an image folder: ``.../Set5/HR`` -> ``Set5``, ``.../Set14`` -> ``Set14``."""
     path = Path(folder).resolve()
     return path.parent.name if path.name.lower() in ("hr", "gt", "images") else path.name
+
+
+def load_benchmark(folder):
+    """(names, images) of a folder of HR images; unreadable files are skipped with one warning, and the names stay
+    aligned with the images that were decoded."""
+    paths = find_images(folder)
+    images, problems = load_images(paths)
+    bad = {path for path, _ in problems}
+    return [Path(path).stem for path in paths if path not in bad], images
+
+
+def _measure(hr_unit, sr_unit, scale):
+    """The four numbers of the protocol, on Y and RGB with a border of ``scale`` pixels."""
+    return {"psnr_y": metrics.psnr_y(hr_unit, sr_unit, crop_border=scale),
+            "ssim_y": metrics.ssim_y(hr_unit, sr_unit, crop_border=scale),
+            "psnr_rgb": metrics.psnr_rgb(hr_unit, sr_unit, crop_border=scale),
+            "ssim_rgb": metrics.ssim_rgb(hr_unit, sr_unit, crop_border=scale)}
 
 
 def load_generator(path):
@@ -85,13 +102,9 @@ def evaluate_images(images, scale: int, generator=None, method="bicubic", datase
             sr_uint8 = ranges.unit_to_uint8(bicubic_upscale(lr_unit, scale))
         else:
             sr_uint8 = super_resolve(generator, lr_unit)
-        sr_unit = ranges.uint8_to_unit(sr_uint8)
-        row = {"index": index, "name": names[index] if names else str(index)}
-        row["psnr_y"] = float(metrics.psnr_y(hr_unit, sr_unit, crop_border=scale))
-        row["ssim_y"] = float(metrics.ssim_y(hr_unit, sr_unit, crop_border=scale))
-        row["psnr_rgb"] = float(metrics.psnr_rgb(hr_unit, sr_unit, crop_border=scale))
-        row["ssim_rgb"] = float(metrics.ssim_rgb(hr_unit, sr_unit, crop_border=scale))
-        result.per_image.append(row)
+        values = _measure(hr_unit, ranges.uint8_to_unit(sr_uint8), scale)
+        result.per_image.append({"index": index, "name": names[index] if names else str(index),
+                                 **{key: float(value) for key, value in values.items()}})
     return result
 
 
@@ -104,11 +117,7 @@ def evaluate_arrays(lr_unit, hr, scale: int, generator=None, method="bicubic", d
         sr_uint8 = ranges.unit_to_uint8(bicubic_upscale(lr_unit, scale))
     else:
         sr_uint8 = ranges.hr_to_uint8(generator.predict(lr_unit, batch_size=batch_size, verbose=0))
-    sr_unit = ranges.uint8_to_unit(sr_uint8)
-    values = {"psnr_y": metrics.psnr_y(hr_unit, sr_unit, crop_border=scale),
-              "ssim_y": metrics.ssim_y(hr_unit, sr_unit, crop_border=scale),
-              "psnr_rgb": metrics.psnr_rgb(hr_unit, sr_unit, crop_border=scale),
-              "ssim_rgb": metrics.ssim_rgb(hr_unit, sr_unit, crop_border=scale)}
+    values = _measure(hr_unit, ranges.uint8_to_unit(sr_uint8), scale)
     values = {key: np.atleast_1d(np.asarray(value, dtype=np.float64)) for key, value in values.items()}
     for index in range(len(hr_unit)):
         result.per_image.append({"index": index, "name": str(index),

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_lib import data as data_lib
 from sr_lib import evaluate as evaluate_lib
 from sr_lib import plots
 from sr_lib.config import Config
@@ -77,7 +76,8 @@ def run_comparison(config: Config, out_dir, variants=None, benchmarks=(), verbos
     """
     out_dir = Path(out_dir)
     variants = variants or DEFAULT_VARIANTS
-    benchmark_sets = [(evaluate_lib.benchmark_name(folder), _load_benchmark(folder)) for folder in benchmarks]
+    benchmark_sets = [(evaluate_lib.benchmark_name(folder), evaluate_lib.load_benchmark(folder))
+                      for folder in benchmarks]
     train_data = prepare_data(config)
     base = pretrain(config, out_dir / "pretrain", train_data, verbose=verbose)  # Refuses a different config.
     config.to_json(out_dir / "config.json")
@@ -88,12 +88,6 @@ def run_comparison(config: Config, out_dir, variants=None, benchmarks=(), verbos
                            verbose=verbose)
         runs.append((variant, result))
     return write_report(out_dir / "report", config, train_data, runs, benchmark_sets)
-
-
-def _load_benchmark(folder):
-    paths = data_lib.find_images(folder)
-    images, _ = data_lib.load_images(paths)
-    return [Path(p).stem for p in paths][:len(images)], images
 
 
 def write_report(report_dir, config: Config, train_data: TrainData, runs, benchmark_sets=()) -> dict:

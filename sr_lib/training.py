@@ -60,11 +60,24 @@ def prepare_data(config: Config) -> TrainData:
     valid_size = d.valid_hr_size or d.hr_size
     train_images = data_lib.resolve_images(d.source, split="train", min_size=d.hr_size, strict=d.strict)
     valid_source = d.valid_source if d.valid_source is not None else d.source
+    if d.valid_source is None and isinstance(d.source, str) and not data_lib.is_div2k(d.source):
+        # A plain folder has no validation split: validating on training images would flatter every number.
+        warnings.warn(f"data.valid_source is not set, so validation crops come from the training folder {d.source}; "
+                      "pass --valid-data (data.valid_source) for an honest validation set", stacklevel=2)
     valid_images = data_lib.resolve_images(valid_source, split="valid", min_size=valid_size, strict=d.strict)
     valid_lr, valid_hr = data_lib.make_validation_set(valid_images, hr_size=valid_size, scale=d.scale,
                                                       seed=config.train.seed, crops_per_image=d.valid_crops_per_image,
                                                       blur_sigma=d.blur_sigma)
     return TrainData(train_images, valid_lr, valid_hr)
+
+
+def cpu_bf16_flags() -> list:
+    """The CPU's bfloat16 instruction sets (``amx_bf16``, ``avx512_bf16``) found in /proc/cpuinfo, if any."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    return [flag for flag in ("amx_bf16", "avx512_bf16") if flag in info]
 
 
 def resolve_precision(name: str) -> str:
@@ -75,11 +88,7 @@ def resolve_precision(name: str) -> str:
         return name
     if tf.config.list_physical_devices("GPU"):
         return "mixed_float16"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        flags = ""
-    return "mixed_bfloat16" if ("amx_bf16" in flags or "avx512_bf16" in flags) else "float32"
+    return "mixed_bfloat16" if cpu_bf16_flags() else "float32"
 
 
 def make_strategy(name: str):

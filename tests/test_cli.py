@@ -92,3 +92,15 @@ def test_help(command, capsys):
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert "--" in capsys.readouterr().out
+
+
+def test_benchmark_names_stay_aligned_past_a_bad_file(tmp_path):
+    from sr_lib.evaluate import load_benchmark
+
+    (tmp_path / "a_broken.png").write_bytes(b"not an image")
+    Image.fromarray(skdata.astronaut()[:40, :40]).save(tmp_path / "b.png")
+    Image.fromarray(skdata.coffee()[:40, :48]).save(tmp_path / "c.png")
+    with pytest.warns(UserWarning, match="a_broken.png"):
+        names, images = load_benchmark(tmp_path)
+    assert names == ["b", "c"]
+    assert [image.shape for image in images] == [(40, 40, 3), (40, 48, 3)]

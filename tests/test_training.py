@@ -220,3 +220,19 @@ def test_same_config_gives_the_same_run(tmp_path, train_data, adversarial):
     for a, b in zip(keras.saving.load_model(first.final_path).get_weights(),
                     keras.saving.load_model(second.final_path).get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_plain_folder_without_validation_folder_warns(tmp_path):
+    from PIL import Image
+    from skimage import data as skdata
+
+    Image.fromarray(skdata.astronaut()[:64, :64]).save(tmp_path / "a.png")
+    config = get_preset("ci").replace(**{"data.source": str(tmp_path)})
+    with pytest.warns(UserWarning, match="valid-data"):
+        training.prepare_data(config)
+    separate = config.replace(**{"data.valid_source": str(tmp_path)})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        training.prepare_data(separate)
