@@ -30,6 +30,9 @@ class DataConfig:
     valid_hr_size: int = 0  # Validation crop side; 0 = same as hr_size.
     valid_crops_per_image: int = 1
     strict: bool = False  # True: unreadable or too-small images are an error instead of a warning.
+    # With a plain training folder and no valid_source: hold this many of its images (evenly spaced in sorted order)
+    # apart for validation, so that "best" checkpoints are chosen on images never trained on (and not on test sets).
+    valid_holdout: int = 0
 
 
 @dataclass
@@ -40,6 +43,10 @@ class ModelConfig:
     interpolation: str = "nearest"  # For upsample="upsampling": "nearest" or "bilinear".
     icnr: bool = True  # ICNR init of sub-pixel convs, against checkerboard artifacts at the start of training.
     batch_norm: bool = True  # The paper's BN in the generator body; False drops it (EDSR/ESRGAN style).
+    # "none" (the paper: conv + tanh), "bicubic" or "bilinear": add the network's output to that upsampling of the
+    # input (VDSR/MSRResNet global residual learning; not the paper's architecture).
+    global_residual: str = "none"
+    residual_init_scale: float | None = None  # None: Keras' default init; 0.1: BasicSR's scaled He init of the blocks.
     discriminator_channels: int = 64
     discriminator_fixed_size: bool = True  # True: the paper's Flatten + Dense on hr_size crops; False: global pooling.
 
@@ -65,8 +72,12 @@ class TrainConfig:
     gan_steps: int = 200_000  # Phase 2 (SRGAN).
     learning_rate: float = 1e-4
     decayed_learning_rate: float = 1e-5
+    pretrain_loss: str = "mse"  # Phase 1 pixel loss: "mse" (the paper) or "l1" (EDSR, BasicSR).
+    # Phase 1 rate: "constant" (the paper) or "cosine" (learning_rate -> decayed_learning_rate over pretrain_steps).
+    pretrain_schedule: str = "constant"
     gan_decay_step: int = 100_000  # Phase-2 step at which the rate drops to decayed_learning_rate.
     beta_1: float = 0.9
+    beta_2: float = 0.999  # Adam's second-moment decay (Keras default; BasicSR uses 0.99).
     validate_every: int = 1000  # Steps between validations, checkpoints and log rows.
     images_every: int = 10_000  # Steps between image grids (a multiple of validate_every).
     mixed_precision: str = "none"  # "none", "auto", "mixed_bfloat16" or "mixed_float16".
@@ -170,8 +181,8 @@ def _check(condition, key, message):
 
 def validate(config: Config) -> Config:
     """Check values (types are checked when loading); raises ConfigError naming the key."""
-    from sr_lib.losses import ADVERSARIAL_LOSSES, CONTENT_LOSSES
-    from sr_lib.models import INTERPOLATIONS, SCALES, UPSAMPLERS
+    from sr_lib.losses import ADVERSARIAL_LOSSES, CONTENT_LOSSES, PIXEL_LOSSES
+    from sr_lib.models import GLOBAL_RESIDUALS, INTERPOLATIONS, SCALES, UPSAMPLERS
 
     d, m, l, t = config.data, config.model, config.loss, config.train
     _check(bool(config.name) and "/" not in config.name, "name", f"must be a non-empty folder name, got {config.name!r}")
@@ -188,6 +199,16 @@ def validate(config: Config) -> Config:
     _check(m.channels > 0, "model.channels", f"must be positive, got {m.channels}")
     _check(m.discriminator_channels > 0, "model.discriminator_channels", "must be positive")
     _check(m.upsample in UPSAMPLERS, "model.upsample", f"must be one of {', '.join(UPSAMPLERS)}, got {m.upsample!r}")
+    _check(m.global_residual in GLOBAL_RESIDUALS, "model.global_residual",
+           f"must be one of {', '.join(GLOBAL_RESIDUALS)}, got {m.global_residual!r}")
+    _check(m.residual_init_scale is None or (math.isfinite(m.residual_init_scale) and m.residual_init_scale > 0),
+           "model.residual_init_scale", f"must be null or > 0, got {m.residual_init_scale}")
+    _check(d.valid_holdout >= 0, "data.valid_holdout", f"must be >= 0, got {d.valid_holdout}")
+    _check(t.pretrain_loss in PIXEL_LOSSES, "train.pretrain_loss",
+           f"must be one of {', '.join(PIXEL_LOSSES)}, got {t.pretrain_loss!r}")
+    _check(t.pretrain_schedule in ("constant", "cosine"), "train.pretrain_schedule",
+           f"must be 'constant' or 'cosine', got {t.pretrain_schedule!r}")
+    _check(0 <= t.beta_2 < 1, "train.beta_2", f"must be in [0, 1), got {t.beta_2}")
     _check(m.interpolation in INTERPOLATIONS, "model.interpolation",
            f"must be one of {', '.join(INTERPOLATIONS)}, got {m.interpolation!r}")
     _check(l.content in CONTENT_LOSSES, "loss.content", f"must be one of {', '.join(CONTENT_LOSSES)}, got {l.content!r}")

@@ -94,6 +94,21 @@ def pixel_mse(hr, sr):
     return tf.reduce_mean(tf.math.squared_difference(hr, sr))
 
 
+def pixel_l1(hr, sr):
+    """Mean absolute error over all pixels and channels, as a float32 scalar (EDSR/BasicSR's pretraining loss).
+
+    Args:
+        hr: target images in [-1, 1] (NHWC).
+        sr: generated images in [-1, 1], same shape.
+    """
+    hr, sr = tf.cast(hr, tf.float32), tf.cast(sr, tf.float32)
+    _check_same_shape(hr, sr)
+    return tf.reduce_mean(tf.abs(hr - sr))
+
+
+PIXEL_LOSSES = {"mse": pixel_mse, "l1": pixel_l1}
+
+
 class MSEContentLoss:
     """The pixel-MSE content loss (SRResNet-MSE) with the attributes every content loss exposes."""
 

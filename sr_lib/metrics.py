@@ -181,6 +181,24 @@ def ssim_rgb(hr_unit, sr_unit, crop_border=0):
     return tf.image.ssim(hr, sr, max_val=1.0)
 
 
+def channel_offsets(hr_unit, sr_unit, crop_border=0):
+    """Per-channel mean of ``sr - hr`` in grey levels (0-255 scale), after removing ``crop_border`` pixels per side.
+
+    A colour cast shows here even where PSNR-Y hides it (Y mixes the channels). Returns shape ``[3]`` for HWC and
+    ``[N, 3]`` for NHWC, in R, G, B order.
+    """
+    hr, sr = _prepare(hr_unit, sr_unit, crop_border, to_y=False)
+    return tf.reduce_mean(sr - hr, axis=(-3, -2)) * 255.0
+
+
+def color_shift(hr_unit, sr_unit, crop_border=0):
+    """The largest absolute per-channel mean offset (grey levels) of ``channel_offsets``: 0 for no cast.
+
+    Returns shape ``[]`` for HWC and ``[N]`` for NHWC.
+    """
+    return tf.reduce_max(tf.abs(channel_offsets(hr_unit, sr_unit, crop_border)), axis=-1)
+
+
 _METRICS = {"psnr_y": psnr_y, "ssim_y": ssim_y, "psnr_rgb": psnr_rgb, "ssim_rgb": ssim_rgb}
 
 

@@ -13,6 +13,8 @@ from sr_lib.layers import ICNR, FastPReLU, FusedBatchNormalization, PixelShuffle
 
 UPSAMPLERS = ("subpixel", "upsampling")
 INTERPOLATIONS = ("nearest", "bilinear")
+# Global residual learning (VDSR; BasicSR's MSRResNet): the network adds its output to an upsampled copy of the input.
+GLOBAL_RESIDUALS = ("none", "bicubic", "bilinear")
 SCALES = (2, 3, 4, 8)
 # Upscaling stages per scale: x2 stages for powers of two, one x3 stage for 3 (as in the paper's x4 = two x2).
 _STAGES = {2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
@@ -42,6 +44,16 @@ def _conv(filters, kernel_size, name, **kwargs):
     return layers.Conv2D(filters, kernel_size, padding="same", name=name, **kwargs)
 
 
+def _residual_initializer(scale):
+    """Keras' default (Glorot uniform) when ``scale`` is None; else He-normal weights multiplied by ``scale``
+    (BasicSR's ``default_init_weights(scale=0.1)``): each block starts near identity, which steadies deep BN-free
+    bodies. Weights times ``scale`` means variance times ``scale**2``, hence VarianceScaling's ``2 * scale**2``."""
+    if scale is None:
+        return "glorot_uniform"
+    return keras.initializers.VarianceScaling(scale=2.0 * scale * scale, mode="fan_in",
+                                              distribution="untruncated_normal")
+
+
 def _prelu(name):
     # Sharing the slope over height and width gives one parameter per channel (as in the paper) and lets the
     # layer accept any spatial size.
@@ -52,12 +64,12 @@ def _normalize(x, batch_norm, name):
     return FusedBatchNormalization(name=name)(x) if batch_norm else x
 
 
-def _residual_block(x, channels, name, batch_norm=True):
+def _residual_block(x, channels, name, batch_norm=True, init_scale=None):
     skip = x
-    x = _conv(channels, 3, f"{name}_conv1")(x)
+    x = _conv(channels, 3, f"{name}_conv1", kernel_initializer=_residual_initializer(init_scale))(x)
     x = _normalize(x, batch_norm, f"{name}_bn1")
     x = _prelu(f"{name}_prelu")(x)
-    x = _conv(channels, 3, f"{name}_conv2")(x)
+    x = _conv(channels, 3, f"{name}_conv2", kernel_initializer=_residual_initializer(init_scale))(x)
     x = _normalize(x, batch_norm, f"{name}_bn2")
     return layers.Add(name=f"{name}_add")([skip, x])
 
@@ -75,7 +87,7 @@ def _upsample_stage(x, channels, factor, upsample, interpolation, icnr, name):
 
 def make_generator(
     num_blocks=16, channels=64, scale=4, upsample="subpixel", interpolation="nearest", icnr=True, name="srresnet",
-    batch_norm=True,
+    batch_norm=True, global_residual="none", residual_init_scale=None,
 ):
     """Builds the SRResNet generator (Ledig et al., 2017), fully convolutional.
 
@@ -94,6 +106,12 @@ def make_generator(
         name: Model name.
         batch_norm: The paper's batch normalisation in the residual body. ``False`` drops it (as EDSR and ESRGAN
             later did): BN's batch statistics cost PSNR and shift colours on short runs and small batches.
+        global_residual: ``"none"`` (the paper: 9x9 conv + tanh gives the image), or ``"bicubic"``/``"bilinear"``:
+            the 9x9 conv's output (no tanh) is added to that upsampling of the input (VDSR; BasicSR's MSRResNet),
+            so the network learns only the missing detail and the low frequencies and colours are pinned from the
+            start. Not the paper's architecture. The output is then not bounded to [-1, 1]: clip it when saving.
+        residual_init_scale: None for Keras' default initialisation of the residual blocks' convs (the paper), or a
+            factor (BasicSR: 0.1) applied to He-normal weights there.
 
     Returns:
         A ``keras.Model`` mapping LR ``(N, H, W, 3)`` in [0, 1] to SR ``(N, H*scale, W*scale, 3)`` in [-1, 1],
@@ -107,12 +125,15 @@ def make_generator(
     _check_choice("scale", scale, SCALES)
     _check_choice("upsample", upsample, UPSAMPLERS)
     _check_choice("interpolation", interpolation, INTERPOLATIONS)
+    _check_choice("global_residual", global_residual, GLOBAL_RESIDUALS)
+    if residual_init_scale is not None and not residual_init_scale > 0:
+        raise ValueError(f"residual_init_scale must be None or > 0, got {residual_init_scale!r}")
 
     inputs = keras.Input(shape=(None, None, 3), name="lr")
     x = _conv(channels, 9, "head_conv")(inputs)
     head = x = _prelu("head_prelu")(x)
     for index in range(1, num_blocks + 1):
-        x = _residual_block(x, channels, f"block{index}", batch_norm)
+        x = _residual_block(x, channels, f"block{index}", batch_norm, residual_init_scale)
     x = _conv(channels, 3, "body_conv")(x)
     x = _normalize(x, batch_norm, "body_bn")
     x = layers.Add(name="global_skip")([head, x])
@@ -120,7 +141,12 @@ def make_generator(
         x = _upsample_stage(x, channels, factor, upsample, interpolation, icnr, f"upsample{index}")
     x = _conv(3, 9, "tail_conv")(x)
     # float32 output keeps the [-1, 1] image and the losses on it exact under mixed_float16/mixed_bfloat16.
-    outputs = layers.Activation("tanh", dtype="float32", name="sr")(x)
+    if global_residual == "none":
+        outputs = layers.Activation("tanh", dtype="float32", name="sr")(x)
+    else:
+        base = layers.UpSampling2D(scale, interpolation=global_residual, dtype="float32", name="base_resize")(inputs)
+        base = layers.Rescaling(2.0, offset=-1.0, dtype="float32", name="base_to_hr_range")(base)
+        outputs = layers.Add(dtype="float32", name="sr")([base, x])
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -58,12 +58,18 @@ def prepare_data(config: Config) -> TrainData:
     """Decodes the training and validation images once and cuts the fixed validation crops."""
     d = config.data
     valid_size = d.valid_hr_size or d.hr_size
-    train_images = data_lib.resolve_images(d.source, split="train", min_size=d.hr_size, strict=d.strict)
-    valid_source = d.valid_source if d.valid_source is not None else d.source
-    if d.valid_source is None and isinstance(d.source, str) and not data_lib.is_div2k(d.source):
+    train_source, valid_source = d.source, d.valid_source
+    plain_folder = isinstance(d.source, str) and not data_lib.is_div2k(d.source)
+    if d.valid_holdout and d.valid_source is None and plain_folder:
+        train_source, valid_source = data_lib.split_holdout(data_lib.find_images(d.source), d.valid_holdout)
+    elif d.valid_source is None and plain_folder:
         # A plain folder has no validation split: validating on training images would flatter every number.
         warnings.warn(f"data.valid_source is not set, so validation crops come from the training folder {d.source}; "
-                      "pass --valid-data (data.valid_source) for an honest validation set", stacklevel=2)
+                      "pass --valid-data (data.valid_source) or --set data.valid_holdout=N for an honest validation "
+                      "set", stacklevel=2)
+    if valid_source is None:
+        valid_source = d.source
+    train_images = data_lib.resolve_images(train_source, split="train", min_size=d.hr_size, strict=d.strict)
     valid_images = data_lib.resolve_images(valid_source, split="valid", min_size=valid_size, strict=d.strict)
     valid_lr, valid_hr = data_lib.make_validation_set(valid_images, hr_size=valid_size, scale=d.scale,
                                                       seed=config.train.seed, crops_per_image=d.valid_crops_per_image,
@@ -110,11 +116,13 @@ def _precision(policy: str):
 def _build_generator(config: Config) -> keras.Model:
     m, d = config.model, config.data
     return make_generator(num_blocks=m.num_blocks, channels=m.channels, scale=d.scale, upsample=m.upsample,
-                          interpolation=m.interpolation, icnr=m.icnr, batch_norm=m.batch_norm)
+                          interpolation=m.interpolation, icnr=m.icnr, batch_norm=m.batch_norm,
+                          global_residual=m.global_residual, residual_init_scale=m.residual_init_scale)
 
 
 def _adam(config: Config, learning_rate, policy: str):
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=config.train.beta_1)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=config.train.beta_1,
+                                      beta_2=config.train.beta_2)
     if policy == "mixed_float16":  # float16 gradients underflow without loss scaling.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -184,6 +192,15 @@ def _result(run_dir, state: RunState, vgg_weights) -> RunResult:
                      run_dir / "generator_best_psnr_y.keras", vgg_weights)
 
 
+def _pretrain_schedule(config: Config, steps: int):
+    t = config.train
+    if t.pretrain_schedule == "constant" or steps == 0:
+        return t.learning_rate
+    # Cosine from learning_rate to decayed_learning_rate; the step count lives in the checkpointed optimizer, so a
+    # resumed run continues on the same curve.
+    return keras.optimizers.schedules.CosineDecay(t.learning_rate, steps, alpha=t.decayed_learning_rate / t.learning_rate)
+
+
 def _gan_schedule(config: Config):
     t = config.train
     return keras.optimizers.schedules.PiecewiseConstantDecay([t.gan_decay_step],
@@ -192,7 +209,7 @@ def _gan_schedule(config: Config):
 
 def pretrain(config: Config, run_dir, train_data: TrainData | None = None, initial_generator=None, steps=None,
              verbose="auto", learning_rate=None) -> RunResult:
-    """Phase 1 (SRResNet): the generator trained with pixel MSE through ``fit``.
+    """Phase 1 (SRResNet): the generator trained with a pixel loss (``train.pretrain_loss``) through ``fit``.
 
     Args:
         config: the run's configuration; ``train.pretrain_steps`` steps unless ``steps`` is given.
@@ -200,7 +217,7 @@ def pretrain(config: Config, run_dir, train_data: TrainData | None = None, initi
         train_data: prepared data; built from ``config`` if None.
         initial_generator: optional path of a ``.keras`` generator to start from (MSE-only fine-tuning).
         steps: overrides ``train.pretrain_steps``.
-        learning_rate: a rate or schedule; default ``train.learning_rate`` (constant, as the paper's phase 1).
+        learning_rate: a rate or schedule; default ``train.learning_rate`` with ``train.pretrain_schedule``.
     """
     steps = config.train.pretrain_steps if steps is None else steps
     run_dir = _prepare_run_dir(run_dir, config)
@@ -211,11 +228,11 @@ def pretrain(config: Config, run_dir, train_data: TrainData | None = None, initi
         generator = _build_generator(config)
         if initial_generator is not None:
             generator.set_weights(load_generator(initial_generator).get_weights())
-        optimizer = _adam(config, config.train.learning_rate if learning_rate is None else learning_rate, policy)
+        optimizer = _adam(config, _pretrain_schedule(config, steps) if learning_rate is None else learning_rate, policy)
         # fit() drives a functional twin sharing the generator's layers, so the generator itself stays uncompiled and
         # its saved .keras files hold the network alone (no optimizer, no loss to resolve when loading).
         trainer = keras.Model(generator.inputs, generator.outputs, name="srresnet_trainer")
-        trainer.compile(optimizer=optimizer, loss=losses_lib.pixel_mse)
+        trainer.compile(optimizer=optimizer, loss=losses_lib.PIXEL_LOSSES[config.train.pretrain_loss])
         optimizer.build(trainer.trainable_variables)
         checkpointer = Checkpointer(run_dir / "checkpoints", {"generator": generator}, {"optimizer": optimizer})
         state = _fit(trainer, generator, optimizer, checkpointer, config, run_dir, train_data, steps, verbose)

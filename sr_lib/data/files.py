@@ -46,6 +46,21 @@ def find_images(folder, recursive=True) -> list[str]:
     return [str(path) for path in sorted(paths, key=lambda path: path.relative_to(root).as_posix())]
 
 
+def split_holdout(paths, count) -> tuple[list, list]:
+    """(train, held-out) lists: ``count`` evenly spaced items of ``paths`` (e.g. a sorted T91 + BSD200 folder) are held
+    apart for validation, so both sub-sets are represented; the same paths always give the same split.
+
+    Raises:
+        DataError: ``count`` leaves no training image.
+    """
+    paths = list(paths)
+    if not 0 < count < len(paths):
+        raise DataError(f"cannot hold {count} of {len(paths)} images apart for validation: at least one must be "
+                        "left for training")
+    held = set(np.linspace(0, len(paths) - 1, count).round().astype(int).tolist())
+    return [p for i, p in enumerate(paths) if i not in held], [p for i, p in enumerate(paths) if i in held]
+
+
 def is_div2k(root) -> bool:
     """Whether ``root`` holds DIV2K_train_HR/ or DIV2K_valid_HR/."""
     return any((Path(root).expanduser() / name).is_dir() for name in DIV2K_FOLDERS.values())
