@@ -21,11 +21,12 @@ $(STAMP): requirements.txt pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --durations=15
 
-# The main job: the loss comparison with the demo preset on the embedded photographs (CPU, offline).
-# Set5 (evaluation only, never trained on) is added to the report when ../shared/sr-benchmarks is present.
+# The main job: every loss variant fine-tuned from the shipped SRResNet on the embedded photographs, then the report
+# (CPU, offline). Set5 (evaluation only, never trained on) is added to the report when ../shared/sr-benchmarks is there.
 SET5 := $(wildcard ../shared/sr-benchmarks/Set5/HR)
+SHIPPED := saved_models/srresnet_x4/srresnet_x4.keras
 demo: $(STAMP)
-	$(BIN)/python -m sr_lib compare --preset demo $(if $(SET5),--benchmark $(SET5)) --out runs/demo
+	$(BIN)/python -m sr_lib compare --preset demo --pretrained $(SHIPPED) $(if $(SET5),--benchmark $(SET5)) --out runs/demo
 
 # Throughput of the training steps and the input pipeline on this machine.
 bench: $(STAMP)

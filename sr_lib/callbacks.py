@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,7 +147,9 @@ class CSVLog(keras.callbacks.Callback):
         self.state = state
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"step": self.state.step, **{k: v for k, v in (logs or {}).items() if k != "step"}}
+        # wall_time (Unix seconds) lets a model card state the training time, also across resumed runs.
+        row = {"step": self.state.step, **{k: v for k, v in (logs or {}).items() if k != "step"},
+               "wall_time": round(time.time(), 1)}
         row = {key: _plain(value) for key, value in row.items()}
         header = None
         if self.path.is_file() and self.path.stat().st_size:

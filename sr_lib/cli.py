@@ -62,7 +62,8 @@ def cmd_train(args):
     pretrained = args.pretrained
     if args.phase in ("pretrain", "both"):
         result = pretrain(config, out / "pretrain")
-        print(f"phase 1 (SRResNet, MSE): best PSNR-Y {result.best_psnr_y:.2f} dB at step {result.best_step}; "
+        print(f"phase 1 (SRResNet, {config.train.pretrain_loss.upper()}): best PSNR-Y {result.best_psnr_y:.2f} dB at "
+              f"step {result.best_step}; "
               f"{result.final_path}")
         pretrained = result.final_path
     if args.phase in ("gan", "both"):
@@ -82,12 +83,14 @@ def cmd_compare(args):
     config = _build_config(args)
     variants = get_variants(args.variants.split(",") if args.variants else None)
     out = Path(args.out or Path("runs") / f"compare_{config.name}_x{config.data.scale}")
-    report = run_comparison(config, out, variants, benchmarks=args.benchmark)
+    report = run_comparison(config, out, variants, benchmarks=args.benchmark, pretrained=args.pretrained)
     print(Path(report["table"]).read_text())
     if report["random_vgg"]:
         print("note: VGG weights were random (offline); VGG-based rows are labelled and are not perceptual results")
     print(f"report: {Path(report['table']).parent}")
     print(f"  table:  {report['table']}\n  curves: {report['curves']}\n  grid:   {report['grid']}")
+    if report.get("interpolation_plot"):
+        print(f"  interpolation: {report['interpolation_plot']}")
     print(f"run directory: {out}")
 
 
@@ -116,6 +119,13 @@ def cmd_evaluate(args):
     print(f"run directory: {out}")
 
 
+def cmd_interpolate(args):
+    from sr_lib.interpolation import interpolate_files
+
+    out = interpolate_files(args.model_a, args.model_b, args.alpha, args.out)
+    print(f"wrote {out}: (1 - {args.alpha:g}) * {args.model_a} + {args.alpha:g} * {args.model_b}")
+
+
 def make_parser():
     parser = argparse.ArgumentParser(prog="python -m sr_lib", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -126,10 +136,19 @@ def make_parser():
     train.set_defaults(func=cmd_train)
     compare = commands.add_parser("compare", help="train every loss variant from one pretrained generator, report")
     _config_arguments(compare)
+    compare.add_argument("--pretrained", help="generator (.keras) every variant starts from, e.g. "
+                                              "saved_models/srresnet_x4/srresnet_x4.keras; skips phase 1")
     compare.add_argument("--variants", help="comma-separated variant slugs (default: all seven)")
     compare.add_argument("--benchmark", action="append", default=[], metavar="DIR",
                          help="HR image folder to evaluate on as well (e.g. Set5); repeatable; never trained on")
     compare.set_defaults(func=cmd_compare)
+    interpolate = commands.add_parser("interpolate", help="blend two generators of one architecture (ESRGAN "
+                                                           "network interpolation)")
+    interpolate.add_argument("model_a", metavar="A.keras", help="alpha = 0 end, e.g. the SRResNet-MSE generator")
+    interpolate.add_argument("model_b", metavar="B.keras", help="alpha = 1 end, e.g. an SRGAN fine-tuned from A")
+    interpolate.add_argument("--alpha", type=float, required=True, help="weights = (1 - alpha) * A + alpha * B")
+    interpolate.add_argument("--out", required=True, help="the blended generator (.keras)")
+    interpolate.set_defaults(func=cmd_interpolate)
     evaluate = commands.add_parser("evaluate", help="PSNR/SSIM (Y, border = scale; and RGB) of a model and bicubic")
     evaluate.add_argument("--model", help="generator .keras file (omit to evaluate bicubic only)")
     evaluate.add_argument("--data", nargs="+", required=True, metavar="DIR", help="folders of HR images")

@@ -6,7 +6,14 @@ Layout of a comparison directory::
     config.json                the base configuration (each variant's own config.json sits in its folder)
     pretrain/                  phase 1, shared by every variant
     variants/<slug>/           one run per variant (phase 2, or MSE-only fine-tuning for the SRResNet row)
-    report/results.md|csv|json the table; psnr_curves.png; comparison_grid.png
+    report/results.md|csv|json the table; psnr_curves.png; comparison_grid.png; interpolation.png
+
+With ``pretrained=PATH`` (``compare --pretrained``) phase 1 is skipped and every variant starts from that generator,
+e.g. the shipped ``saved_models/srresnet_x4``.
+
+Each variant gets a status: ``collapsed`` when its output is near-constant or its validation PSNR-Y is far below
+bicubic (``COLLAPSE_CRITERION``), else ``ok``; the table also shows the discriminator's mean real/fake logits at the
+end of training. A network-interpolation sweep (ESRGAN) between the MSE generator and one GAN variant ends the report.
 
 Re-running the same command resumes: finished runs are skipped, interrupted ones continue from their checkpoints.
 """
@@ -21,9 +28,20 @@ from pathlib import Path
 import numpy as np
 
 from sr_lib import evaluate as evaluate_lib
-from sr_lib import plots
-from sr_lib.config import Config
-from sr_lib.training import TrainData, prepare_data, pretrain, read_log, train_gan
+from sr_lib import plots, ranges
+from sr_lib.config import Config, ConfigError
+from sr_lib.interpolation import check_same_architecture, interpolate_generators
+from sr_lib.training import RunResult, TrainData, build_generator, prepare_data, pretrain, read_log, train_gan
+
+# A variant has collapsed when its SR output is near-constant (spatial standard deviation below this fraction of the
+# HR crops', averaged over the validation crops) or when its validation PSNR-Y is this many dB below bicubic.
+COLLAPSE_STD_RATIO = 0.1
+COLLAPSE_PSNR_MARGIN_DB = 5.0
+COLLAPSE_CRITERION = (f"collapsed: SR standard deviation < {COLLAPSE_STD_RATIO:g} x HR's (near-constant output), "
+                      f"or validation PSNR-Y more than {COLLAPSE_PSNR_MARGIN_DB:g} dB below bicubic")
+INTERPOLATION_ALPHAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+# The GAN variant swept against the MSE generator, first found in this order (else the first GAN variant run).
+INTERPOLATION_PREFERENCE = ("perpix_modified", "vgg54_modified")
 
 
 @dataclass(frozen=True)
@@ -63,23 +81,52 @@ def label(variant_name: str, vgg_weights) -> str:
     return f"{variant_name} (random VGG)" if vgg_weights == "random" else variant_name
 
 
-def run_comparison(config: Config, out_dir, variants=None, benchmarks=(), verbose="auto") -> dict:
-    """Pretrains once, trains every variant from that generator, evaluates, and writes the report.
+def collapse_status(sr, hr, psnr_y, bicubic_psnr_y) -> str:
+    """``"collapsed"`` or ``"ok"`` by ``COLLAPSE_CRITERION``, from validation SR and HR crops (any one range)."""
+    sr_std = float(np.mean(np.std(np.asarray(sr, np.float64), axis=(1, 2, 3))))
+    hr_std = float(np.mean(np.std(np.asarray(hr, np.float64), axis=(1, 2, 3))))
+    if sr_std < COLLAPSE_STD_RATIO * hr_std or not np.isfinite(psnr_y) or psnr_y < bicubic_psnr_y - COLLAPSE_PSNR_MARGIN_DB:
+        return "collapsed"
+    return "ok"
+
+
+def _check_pretrained(config: Config, pretrained) -> None:
+    """A clear error, before any training, when the pretrained generator is not the configured architecture."""
+    loaded = evaluate_lib.load_generator(pretrained)
+    try:
+        check_same_architecture(build_generator(config), loaded, names=("configured by model.*", str(pretrained)))
+    except ValueError as error:
+        raise ConfigError(f"{error}; set the model.* keys to the pretrained generator's (see its config.json)") from None
+
+
+def run_comparison(config: Config, out_dir, variants=None, benchmarks=(), verbose="auto", pretrained=None) -> dict:
+    """Pretrains once (or starts from ``pretrained``), trains every variant from that generator, evaluates, and
+    writes the report.
 
     Args:
         config: base configuration; each variant overrides only its loss keys.
         out_dir: the comparison directory (resumed if it exists with the same configuration).
         variants: Variants to run; DEFAULT_VARIANTS if None.
         benchmarks: folders of HR images (e.g. Set5) evaluated whole, in addition to the validation crops.
+        pretrained: a ``.keras`` generator of the configured architecture to start every variant from; phase 1 is
+            then skipped.
     Returns:
         The report as a dict (also written to ``report/results.json``), with the report's paths.
     """
     out_dir = Path(out_dir)
     variants = variants or DEFAULT_VARIANTS
+    if pretrained is not None:
+        _check_pretrained(config, pretrained)
+    elif config.train.pretrain_steps == 0:
+        raise ConfigError("train.pretrain_steps is 0 and no pretrained generator was given: pass --pretrained PATH "
+                          "(e.g. saved_models/srresnet_x4/srresnet_x4.keras) or set train.pretrain_steps")
     benchmark_sets = [(evaluate_lib.benchmark_name(folder), evaluate_lib.load_benchmark(folder))
                       for folder in benchmarks]
     train_data = prepare_data(config)
-    base = pretrain(config, out_dir / "pretrain", train_data, verbose=verbose)  # Refuses a different config.
+    if pretrained is None:
+        base = pretrain(config, out_dir / "pretrain", train_data, verbose=verbose)  # Refuses a different config.
+    else:
+        base = RunResult(Path(pretrained).parent, 0, float("nan"), -1, Path(pretrained), Path(pretrained), None)
     config.to_json(out_dir / "config.json")
     runs = []
     for variant in variants:
@@ -87,19 +134,67 @@ def run_comparison(config: Config, out_dir, variants=None, benchmarks=(), verbos
         result = train_gan(variant_config, out_dir / "variants" / variant.slug, base.final_path, train_data,
                            verbose=verbose)
         runs.append((variant, result))
-    return write_report(out_dir / "report", config, train_data, runs, benchmark_sets)
+    return write_report(out_dir / "report", config, train_data, runs, benchmark_sets, pretrained=pretrained)
 
 
-def write_report(report_dir, config: Config, train_data: TrainData, runs, benchmark_sets=()) -> dict:
-    """Table (Markdown, CSV, JSON), PSNR-vs-step curves and an image grid for finished runs."""
+def _final_logits(run_dir) -> tuple:
+    """The discriminator's mean real and fake logits in the last log row (NaN for runs without a discriminator)."""
+    log = read_log(run_dir)
+    last = log[-1] if log else {}
+    return last.get("d_real_logit", float("nan")), last.get("d_fake_logit", float("nan"))
+
+
+def _note(variant: Variant, vgg_weights, status: str) -> str:
+    notes = []
+    if vgg_weights == "random":
+        content = dict(variant.overrides).get("loss.content")
+        notes.append("random VGG: the content loss has no perceptual meaning"
+                     + ("; with no pixel term this variant is expected to collapse" if content in ("vgg22", "vgg54")
+                        else ""))
+    if status == "collapsed":
+        notes.append("collapsed (see criterion)")
+    return "; ".join(notes)
+
+
+def _interpolation_pair(runs, generators):
+    """(MSE generator, GAN variant name, GAN generator) for the sweep, or None without both kinds of run."""
+    by_slug = {variant.slug: (variant, generator) for (variant, _), (_, generator) in zip(runs, generators)}
+    mse = [generator for (variant, _), (_, generator) in zip(runs, generators)
+           if dict(variant.overrides).get("loss.adversarial") == "none"]
+    gans = [slug for slug in INTERPOLATION_PREFERENCE if slug in by_slug] + [
+        variant.slug for variant, _ in runs if dict(variant.overrides).get("loss.adversarial") != "none"]
+    if not mse or not gans:
+        return None
+    variant, generator = by_slug[gans[0]]
+    return mse[0], variant.name, generator
+
+
+def interpolation_sweep(mse_generator, gan_generator, train_data: TrainData, scale: int, benchmark_sets=(),
+                        alphas=INTERPOLATION_ALPHAS) -> dict:
+    """PSNR-Y over alpha of ``(1 - alpha) * MSE + alpha * GAN`` on the validation crops and each benchmark set."""
+    curves = {"validation": []}
+    curves.update({name: [] for name, _ in benchmark_sets})
+    for alpha in alphas:
+        blended = interpolate_generators(mse_generator, gan_generator, alpha)
+        curves["validation"].append(evaluate_lib.evaluate_arrays(train_data.valid_lr, train_data.valid_hr, scale,
+                                                                 blended).means["psnr_y"])
+        for name, (names, images) in benchmark_sets:
+            curves[name].append(evaluate_lib.evaluate_images(images, scale, blended, "", name, names).means["psnr_y"])
+    return {"alphas": list(alphas), "psnr_y": curves}
+
+
+def write_report(report_dir, config: Config, train_data: TrainData, runs, benchmark_sets=(), pretrained=None) -> dict:
+    """Table (Markdown, CSV, JSON) with each variant's status, PSNR-vs-step curves, an image grid and the network
+    interpolation sweep, for finished runs."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     scale = config.data.scale
     generators = [(label(v.name, r.vgg_weights), evaluate_lib.load_generator(r.final_path))
                   for v, r in runs]
     rows = []
-    methods = [("bicubic", None)] + generators
-    for method, generator in methods:
+    methods = [("bicubic", None, None)] + [(name, generator, run) for (name, generator), run in zip(generators, runs)]
+    bicubic_psnr = None
+    for method, generator, run in methods:
         row = {"method": method}
         evaluations = [evaluate_lib.evaluate_arrays(train_data.valid_lr, train_data.valid_hr, scale, generator,
                                                     method, "validation")]
@@ -108,17 +203,39 @@ def write_report(report_dir, config: Config, train_data: TrainData, runs, benchm
         for evaluation in evaluations:
             for key, value in evaluation.means.items():
                 row[f"{evaluation.dataset}/{key}"] = round(value, 4)
+        if generator is None:
+            bicubic_psnr = row["validation/psnr_y"]
+            row.update(status="", d_real_logit=float("nan"), d_fake_logit=float("nan"), note="")
+        else:
+            variant, result = run
+            sr = ranges.hr_to_unit(generator.predict(train_data.valid_lr, verbose=0)).numpy()
+            status = collapse_status(sr, ranges.hr_to_unit(train_data.valid_hr).numpy(), row["validation/psnr_y"],
+                                     bicubic_psnr)
+            real, fake = _final_logits(result.run_dir)
+            row.update(status=status, d_real_logit=round(real, 4), d_fake_logit=round(fake, 4),
+                       note=_note(variant, result.vgg_weights, status))
         rows.append(row)
     columns = list(rows[0])
-    _write_table(report_dir, rows, columns, config)
+    sweep = None
+    pair = _interpolation_pair(runs, generators)
+    if pair is not None:
+        mse_generator, gan_name, gan_generator = pair
+        sweep = interpolation_sweep(mse_generator, gan_generator, train_data, scale, benchmark_sets)
+        sweep["gan_variant"] = gan_name
+    _write_table(report_dir, rows, columns, config, sweep, pretrained)
 
-    bicubic_psnr = rows[0]["validation/psnr_y"]
     curves = {}
     for (variant, result), (name, _) in zip(runs, generators):
         log = read_log(result.run_dir)
         curves[name] = ([row["step"] for row in log], [row["psnr_y"] for row in log])
     curve_path = plots.plot_psnr_curves(curves, report_dir / "psnr_curves.png", baseline=("bicubic", bicubic_psnr),
                                         title=f"Validation PSNR-Y (x{scale}, {scale}-px border) during phase 2")
+    interpolation_path = None
+    if sweep is not None:
+        interpolation_path = plots.plot_psnr_curves(
+            {name: (sweep["alphas"], values) for name, values in sweep["psnr_y"].items()},
+            report_dir / "interpolation.png", xlabel="alpha (0: SRResNet-MSE, 1: GAN)",
+            title=f"Network interpolation: SRResNet (MSE) -> {sweep['gan_variant']}")
 
     first = slice(0, 1)  # The same validation crop for every method.
     rows_of_images = evaluate_lib.comparison_rows(train_data.valid_lr[first], train_data.valid_hr[first], scale,
@@ -126,12 +243,28 @@ def write_report(report_dir, config: Config, train_data: TrainData, runs, benchm
     grid_path = plots.save_image_grid(rows_of_images, report_dir / "comparison_grid.png")
 
     report = {"rows": rows, "table": str(report_dir / "results.md"), "curves": str(curve_path),
-              "grid": str(grid_path), "random_vgg": any(r.vgg_weights == "random" for _, r in runs)}
-    (report_dir / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+              "grid": str(grid_path), "interpolation": sweep,
+              "interpolation_plot": str(interpolation_path) if interpolation_path else None,
+              "collapse_criterion": COLLAPSE_CRITERION,
+              "random_vgg": any(r.vgg_weights == "random" for _, r in runs)}
+    (report_dir / "results.json").write_text(json.dumps(_json_safe(report), indent=2) + "\n")
     return report
 
 
-def _write_table(report_dir: Path, rows, columns, config: Config):
+def _json_safe(value):
+    """NaN/inf become null: results.json stays valid JSON for every reader."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def _write_table(report_dir: Path, rows, columns, config: Config, sweep=None, pretrained=None):
+    pretrained_note = (f"{pretrained}" if pretrained is not None
+                       else f"{config.train.pretrain_steps} MSE steps")
     with open(report_dir / "results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
@@ -140,17 +273,29 @@ def _write_table(report_dir: Path, rows, columns, config: Config):
     lines = [f"# Loss comparison (x{scale})", "",
              f"PSNR (dB) / SSIM on Y (ITU-R BT.601) and RGB, {scale}-pixel border removed, SR rounded to uint8. "
              f"Every variant: {config.train.gan_steps} steps from the same pretrained generator "
-             f"({config.train.pretrain_steps} MSE steps), same data and seed.", ""]
+             f"({pretrained_note}), same data and seed.", ""]
     if any("random VGG" in row["method"] for row in rows):
         lines += ["**VGG weights were random (offline run): rows marked '(random VGG)' used a content loss with no "
                   "perceptual meaning. Their numbers show the pipeline works, not what a perceptual loss achieves.**",
                   ""]
+    lines += [f"Status: {COLLAPSE_CRITERION}; else ok. d_real_logit / d_fake_logit: the discriminator's mean logits on "
+              "HR and SR in the last logged interval (a fake logit far below the real one means the discriminator "
+              "wins easily). color_shift: the worst image's largest |per-channel mean of SR - HR|, grey levels.", ""]
     lines.append("| " + " | ".join(columns) + " |")
     lines.append("|" + "---|" * len(columns))
     for row in rows:
         lines.append("| " + " | ".join(_format(row[column]) for column in columns) + " |")
+    if sweep is not None:
+        lines += ["", f"## Network interpolation: (1 - alpha) SRResNet-MSE + alpha {sweep['gan_variant']}", "",
+                  "| alpha | " + " | ".join(f"{name} PSNR-Y" for name in sweep["psnr_y"]) + " |",
+                  "|---|" + "---|" * len(sweep["psnr_y"])]
+        for index, alpha in enumerate(sweep["alphas"]):
+            lines.append(f"| {alpha:.1f} | " + " | ".join(_format(values[index]) for values in sweep["psnr_y"].values())
+                         + " |")
     (report_dir / "results.md").write_text("\n".join(lines) + "\n")
 
 
 def _format(value):
-    return f"{value:.4f}" if isinstance(value, float) and np.isfinite(value) else str(value)
+    if isinstance(value, float):
+        return f"{value:.4f}" if np.isfinite(value) else "—"
+    return str(value)

@@ -150,6 +150,20 @@ def make_generator(
     return keras.Model(inputs, outputs, name=name)
 
 
+def as_float32(model):
+    """A float32 copy (same weights) of a model built under a mixed-precision policy, e.g. to ship or export a
+    generator trained in mixed_bfloat16: loaded as saved, it would otherwise run in bfloat16 and lose PSNR."""
+
+    def float32_layer(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=float32_layer)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def make_discriminator(hr_size=96, channels=64, name="discriminator"):
     """Builds the SRGAN discriminator; it returns logits (no sigmoid), as the TF-GAN losses expect.
 

@@ -24,7 +24,7 @@ def _save(figure, path, dpi):
     return path
 
 
-def plot_psnr_curves(curves, path, baseline=None, title=None, ylabel="PSNR-Y (dB)", dpi=100):
+def plot_psnr_curves(curves, path, baseline=None, title=None, ylabel="PSNR-Y (dB)", dpi=100, xlabel="step"):
     """Plots one line per run (e.g. validation PSNR-Y against training step), with an optional bicubic baseline.
 
     Args:
@@ -35,6 +35,7 @@ def plot_psnr_curves(curves, path, baseline=None, title=None, ylabel="PSNR-Y (dB
         title: Optional figure title.
         ylabel: Y axis label.
         dpi: Resolution of the saved file.
+        xlabel: X axis label (e.g. "alpha" for a network-interpolation sweep).
 
     Returns:
         `path` as a string.
@@ -59,7 +60,7 @@ def plot_psnr_curves(curves, path, baseline=None, title=None, ylabel="PSNR-Y (dB
         except (TypeError, ValueError):
             raise ValueError(f"baseline must be a (label, value) pair, got {baseline!r}") from None
         axes.axhline(value, color="gray", linestyle="--", label=str(label))
-    axes.set_xlabel("step")
+    axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     if title:
         axes.set_title(title)

@@ -30,7 +30,8 @@ from sr_lib.config import Config, ConfigError
 from sr_lib.evaluate import load_generator
 from sr_lib.models import make_discriminator, make_generator
 
-__all__ = ["SRGAN", "TrainData", "RunResult", "TrainingDivergedError", "prepare_data", "pretrain", "train_gan",
+__all__ = ["SRGAN", "TrainData", "RunResult", "TrainingDivergedError", "build_generator", "prepare_data", "pretrain",
+           "train_gan",
            "read_log", "resolve_precision"]
 
 
@@ -113,7 +114,8 @@ def _precision(policy: str):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def _build_generator(config: Config) -> keras.Model:
+def build_generator(config: Config) -> keras.Model:
+    """The generator that ``config.model`` and ``config.data.scale`` describe (untrained)."""
     m, d = config.model, config.data
     return make_generator(num_blocks=m.num_blocks, channels=m.channels, scale=d.scale, upsample=m.upsample,
                           interpolation=m.interpolation, icnr=m.icnr, batch_norm=m.batch_norm,
@@ -225,7 +227,7 @@ def pretrain(config: Config, run_dir, train_data: TrainData | None = None, initi
     policy = resolve_precision(config.train.mixed_precision)
     with _precision(policy), make_strategy(config.train.strategy).scope():
         keras.utils.set_random_seed(config.train.seed)  # Same initial weights for the same config.
-        generator = _build_generator(config)
+        generator = build_generator(config)
         if initial_generator is not None:
             generator.set_weights(load_generator(initial_generator).get_weights())
         optimizer = _adam(config, _pretrain_schedule(config, steps) if learning_rate is None else learning_rate, policy)
@@ -356,7 +358,7 @@ def train_gan(config: Config, run_dir, pretrained_generator, train_data: TrainDa
     with _precision(policy), make_strategy(t.strategy).scope():
         # Same initial weights for the same config: every variant of a comparison starts from the same discriminator.
         keras.utils.set_random_seed(t.seed)
-        generator = _build_generator(config)
+        generator = build_generator(config)
         if pretrained_generator is not None:
             generator.set_weights(load_generator(pretrained_generator).get_weights())
         discriminator = make_discriminator(hr_size=d.hr_size if m.discriminator_fixed_size else None,

@@ -36,11 +36,22 @@ def test_compare_writes_table_curves_and_grid(tmp_path, benchmark_folder, capsys
                        "Per-Pix + Wasserstein-GP (random VGG)"]
     assert report["random_vgg"] is True
     for row in report["rows"]:
-        for key in ("validation/psnr_y", "validation/ssim_y", "Set5/psnr_y"):
+        for key in ("validation/psnr_y", "validation/ssim_y", "Set5/psnr_y", "Set5/color_shift"):
             assert np.isfinite(row[key])
+    # GAN health: a status per variant (by the stated criterion), the discriminator's final logits for GAN rows.
+    statuses = {row["method"]: row["status"] for row in report["rows"]}
+    assert statuses["bicubic"] == "" and all(statuses[m] in ("ok", "collapsed") for m in methods[1:])
+    assert report["rows"][1]["d_real_logit"] is None  # The MSE row has no discriminator.
+    assert all(np.isfinite(row["d_real_logit"]) and np.isfinite(row["d_fake_logit"]) for row in report["rows"][2:])
+    assert "expected to collapse" in report["rows"][2]["note"]  # Random-VGG54 without a pixel term, said in words.
+    assert "collapsed:" in report["collapse_criterion"]
+    # The network-interpolation sweep between the MSE generator and a GAN variant, alpha 0 ... 1.
+    sweep = report["interpolation"]
+    assert sweep["alphas"] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0] and set(sweep["psnr_y"]) == {"validation", "Set5"}
+    assert sweep["psnr_y"]["validation"][0] == pytest.approx(report["rows"][1]["validation/psnr_y"], abs=1e-3)
     table = (out / "report" / "results.md").read_text()
     assert "random" in table and "| bicubic |" in table
-    for name in ("psnr_curves.png", "comparison_grid.png"):
+    for name in ("psnr_curves.png", "comparison_grid.png", "interpolation.png"):
         with Image.open(out / "report" / name) as image:
             assert image.format == "PNG" and image.size[0] > 100
     # Re-running resumes: every run is finished, so nothing trains again and the same table comes out.

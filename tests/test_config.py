@@ -63,3 +63,16 @@ def test_from_json_errors_are_clear(tmp_path):
 def test_int_is_accepted_for_float_keys():
     config = get_preset("ci").replace(**{"train.learning_rate": 1})
     assert isinstance(config.train.learning_rate, float)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("model.global_residual", "lanczos", "model.global_residual"),
+    ("model.residual_init_scale", -1.0, "model.residual_init_scale"),
+    ("train.pretrain_loss", "l2", "train.pretrain_loss"),
+    ("train.pretrain_schedule", "linear", "train.pretrain_schedule"),
+    ("train.beta_2", 1.0, "train.beta_2"),
+    ("data.valid_holdout", -1, "data.valid_holdout"),
+])
+def test_new_keys_are_validated_by_name(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        get_preset("ci").replace(**{key: value})

@@ -369,3 +369,13 @@ def test_validation_set_is_deterministic():
     assert not np.array_equal(first[1], other[1])
     fewer = data.make_validation_set(images, hr_size=16, scale=4, seed=2, crops_per_image=1)
     np.testing.assert_array_equal(fewer[1], first[1][::2])  # Crop (i, j) depends only on (seed, i, j).
+
+
+def test_split_holdout_is_deterministic_and_spread():
+    paths = [f"{name}{i:03d}.png" for name in ("bsd", "t") for i in range(50)]
+    train, held = data.split_holdout(paths, 10)
+    assert len(held) == 10 and len(train) == 90 and not set(train) & set(held)
+    assert held == data.split_holdout(list(paths), 10)[1]
+    assert any(p.startswith("bsd") for p in held) and any(p.startswith("t") for p in held)
+    with pytest.raises(data.DataError, match="at least one"):
+        data.split_holdout(paths[:3], 3)

@@ -161,3 +161,22 @@ def test_evaluate_pairs_bad_input():
         metrics.evaluate_pairs([], [])
     with pytest.raises(ValueError, match="image pair 1"):
         metrics.evaluate_pairs([hr, hr], [sr, sr[:20]])
+
+
+def test_color_shift_measures_a_known_cast():
+    hr = np.random.default_rng(0).integers(40, 200, size=(2, 24, 24, 3)).astype(np.uint8)
+    cast = hr.astype(np.int16) + np.array([6, 0, -3], np.int16)  # +6 red, -3 blue grey levels.
+    sr = cast.astype(np.uint8)
+    offsets = metrics.channel_offsets(hr, sr, crop_border=4).numpy()
+    np.testing.assert_allclose(offsets, [[6, 0, -3], [6, 0, -3]], atol=1e-3)
+    np.testing.assert_allclose(metrics.color_shift(hr, sr, crop_border=4).numpy(), [6, 6], atol=1e-3)
+    assert float(metrics.color_shift(hr[0], hr[0])) == 0.0
+
+
+def test_evaluate_reports_the_worst_images_color_shift():
+    from sr_lib import evaluate as evaluate_lib
+
+    evaluation = evaluate_lib.Evaluation("m", "d", per_image=[
+        {"psnr_y": 30.0, "ssim_y": 0.9, "psnr_rgb": 28.0, "ssim_rgb": 0.8, "color_shift": 0.5},
+        {"psnr_y": 20.0, "ssim_y": 0.7, "psnr_rgb": 18.0, "ssim_rgb": 0.6, "color_shift": 4.0}])
+    assert evaluation.means["color_shift"] == 4.0 and evaluation.means["psnr_y"] == 25.0

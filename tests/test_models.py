@@ -301,3 +301,34 @@ def test_generator_without_batch_norm(tmp_path):
     assert without(x).shape == (1, 20, 28, 3)
     without.save(tmp_path / "g.keras")
     np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "g.keras", safe_mode=True)(x), without(x))
+
+
+@pytest.mark.parametrize("global_residual", ["bicubic", "bilinear"])
+def test_global_residual_adds_the_upsampled_input(global_residual):
+    import keras
+
+    generator = models.make_generator(**TINY, scale=4, batch_norm=False, global_residual=global_residual)
+    tail = generator.get_layer("tail_conv")
+    tail.set_weights([np.zeros_like(w) for w in tail.get_weights()])
+    lr = _random((2, 9, 11, 3))
+    upsampled = keras.ops.image.resize(lr, (36, 44), interpolation=global_residual)
+    np.testing.assert_allclose(np.asarray(generator(lr)), 2 * np.asarray(upsampled) - 1, atol=1e-6)
+    # Unlike the tanh head, the residual output is not bounded: the detail can push past [-1, 1] (clipped on save).
+    assert "tanh" not in [getattr(layer, "activation", None).__name__ for layer in generator.layers
+                          if hasattr(layer, "activation") and hasattr(layer.activation, "__name__")]
+    with pytest.raises(ValueError, match="global_residual"):
+        models.make_generator(**TINY, global_residual="lanczos")
+
+
+def test_residual_init_scale_shrinks_the_block_weights():
+    plain = models.make_generator(num_blocks=2, channels=32, batch_norm=False)
+    scaled = models.make_generator(num_blocks=2, channels=32, batch_norm=False, residual_init_scale=0.1)
+    fan_in = 3 * 3 * 32
+    std = float(np.std(scaled.get_layer("block1_conv1").get_weights()[0]))
+    assert std == pytest.approx(0.1 * np.sqrt(2.0 / fan_in), rel=0.1)
+    assert std < 0.3 * float(np.std(plain.get_layer("block1_conv1").get_weights()[0]))
+    # Only the residual blocks: the head keeps Keras' default.
+    np.testing.assert_allclose(np.std(scaled.get_layer("head_conv").get_weights()[0]),
+                               np.std(plain.get_layer("head_conv").get_weights()[0]), rtol=0.1)
+    with pytest.raises(ValueError, match="residual_init_scale"):
+        models.make_generator(**TINY, residual_init_scale=0.0)

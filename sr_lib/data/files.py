@@ -10,9 +10,10 @@ from PIL import Image, ImageOps
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # Compared case-insensitively.
 DIV2K_FOLDERS = {"train": "DIV2K_train_HR", "valid": "DIV2K_valid_HR"}
-# scikit-image's bundled colour photographs (no download needed), split once and for all.
+# Natural colour photographs bundled with installed packages (no download needed), split once and for all:
+# scikit-image's astronaut, rocket, the stereo motorcycle pair, chelsea, coffee; matplotlib's grace_hopper.
 DEFAULT_IMAGES = {
-    "train": ("astronaut", "rocket", "immunohistochemistry", "hubble_deep_field", "retina"),
+    "train": ("astronaut", "rocket", "motorcycle_left", "motorcycle_right", "grace_hopper"),
     "valid": ("chelsea", "coffee"),
 }
 
@@ -81,18 +82,36 @@ def find_div2k(root, split="train") -> list[str]:
     return find_images(folder)
 
 
+def _bundled_image(name) -> np.ndarray:
+    # Imported here: scikit-image is slow to import and only needed here.
+    from skimage import data as skimage_data
+
+    if name == "grace_hopper":
+        from matplotlib import cbook
+
+        with cbook.get_sample_data("grace_hopper.jpg") as handle:
+            return decode_image(handle.name)
+    if name in ("motorcycle_left", "motorcycle_right"):
+        left, right, _ = skimage_data.stereo_motorcycle()
+        return left if name == "motorcycle_left" else right
+    return getattr(skimage_data, name)()
+
+
+def bundled_image_label(name) -> str:
+    """Where an embedded photograph comes from, e.g. ``skimage.data.astronaut``."""
+    return "matplotlib sample_data/grace_hopper.jpg" if name == "grace_hopper" else f"skimage.data.{name}"
+
+
 def default_images(split="train") -> list[np.ndarray]:
-    """scikit-image's bundled colour photographs as RGB uint8 arrays: the offline default data set.
+    """The natural colour photographs bundled with scikit-image and matplotlib, as RGB uint8 arrays: the offline
+    default data set.
 
     Args:
-        split: "train" (astronaut, rocket, immunohistochemistry, hubble_deep_field, retina) or "valid" (chelsea,
+        split: "train" (astronaut, rocket, motorcycle_left, motorcycle_right, grace_hopper) or "valid" (chelsea,
             coffee).
     """
     _check_split(split, DEFAULT_IMAGES)
-    from skimage import data as skimage_data  # Imported here: scikit-image is slow to import and only needed here.
-
-    return [np.ascontiguousarray(getattr(skimage_data, name)()[..., :3], dtype=np.uint8)
-            for name in DEFAULT_IMAGES[split]]
+    return [np.ascontiguousarray(_bundled_image(name)[..., :3], dtype=np.uint8) for name in DEFAULT_IMAGES[split]]
 
 
 def _check_split(split, known):
@@ -210,7 +229,7 @@ def resolve_images(source=None, split="train", min_size=0, strict=False) -> list
         images, problems = [], []
         for name, image in zip(DEFAULT_IMAGES[split], default_images(split)):
             if min(image.shape[:2]) < min_size:
-                problems.append((f"skimage.data.{name}", f"too small: {image.shape[0]}x{image.shape[1]} px"))
+                problems.append((bundled_image_label(name), f"too small: {image.shape[0]}x{image.shape[1]} px"))
             else:
                 images.append(image)
         _report(problems, strict, any_left=bool(images), total=len(DEFAULT_IMAGES[split]))

@@ -1,0 +1,63 @@
+"""Turns a phase-1 run directory into the shipped model folder (saved_models/srresnet_x4):
+
+    .venv/bin/python scripts/ship_srresnet.py runs/srresnet_x4/pretrain saved_models/srresnet_x4
+
+Writes srresnet_x4.keras (the best-validation-PSNR generator as float32, no optimizer state), config.json, log.csv and
+psnr_curve.png, and prints the facts the model card states (steps, wall time, CPU, validation numbers). The test-set
+table of the card comes from `python -m sr_lib evaluate`, not from here.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from sr_lib import plots  # noqa: E402
+from sr_lib.bench import _cpu_name as cpu_name  # noqa: E402
+from sr_lib.config import Config  # noqa: E402
+from sr_lib.evaluate import evaluate_arrays, load_generator  # noqa: E402
+from sr_lib.models import as_float32  # noqa: E402
+from sr_lib.training import prepare_data, read_log  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a phase-1 run directory (config.json, log.csv, generator_*.keras)")
+    parser.add_argument("out", type=Path, help="the model folder to write")
+    args = parser.parse_args(argv)
+    config = Config.from_json(args.run_dir / "config.json")
+    log = read_log(args.run_dir)
+    if not log:
+        sys.exit(f"error: no log.csv rows in {args.run_dir}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    generator = as_float32(load_generator(args.run_dir / "generator_best_psnr_y.keras"))
+    generator.save(args.out / "srresnet_x4.keras")
+    shutil.copy(args.run_dir / "config.json", args.out / "config.json")
+    shutil.copy(args.run_dir / "log.csv", args.out / "log.csv")
+
+    data = prepare_data(config)
+    scale = config.data.scale
+    bicubic = evaluate_arrays(data.valid_lr, data.valid_hr, scale).means
+    shipped = evaluate_arrays(data.valid_lr, data.valid_hr, scale, generator, "srresnet_x4").means
+    steps = [row["step"] for row in log]
+    plots.plot_psnr_curves({"SRResNet x4 (held-apart validation crops)": (steps, [row["psnr_y"] for row in log])},
+                           args.out / "psnr_curve.png", baseline=("bicubic", bicubic["psnr_y"]),
+                           title=f"Validation PSNR-Y during training (x{scale}, {scale}-px border)")
+    times = [row.get("wall_time") for row in log if row.get("wall_time") == row.get("wall_time")]
+    per_interval = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else float("nan")
+    wall = (times[-1] - times[0]) + per_interval  # The first interval has no earlier row: count it at the mean.
+    best = max(log, key=lambda row: row["psnr_y"])
+    print(f"cpu: {cpu_name()}")
+    print(f"steps: {int(steps[-1])}; wall time about {wall / 60:.0f} min ({wall / steps[-1] * 1000:.0f} ms/step, "
+          "validation included)")
+    print(f"best validation PSNR-Y {best['psnr_y']:.2f} dB at step {int(best['step'])}")
+    print(f"validation crops ({len(data.valid_lr)}): bicubic PSNR-Y {bicubic['psnr_y']:.2f}, shipped "
+          f"{shipped['psnr_y']:.2f} (float32)")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
