@@ -149,8 +149,8 @@ def _note(variant: Variant, vgg_weights, status: str) -> str:
     if vgg_weights == "random":
         content = dict(variant.overrides).get("loss.content")
         notes.append("random VGG: the content loss has no perceptual meaning"
-                     + ("; with no pixel term this variant is expected to collapse" if content in ("vgg22", "vgg54")
-                        else ""))
+                     + ("; with no pixel term nothing ties this variant to the image, so it is expected to drift "
+                        "and, given enough steps, collapse" if content in ("vgg22", "vgg54") else ""))
     if status == "collapsed":
         notes.append("collapsed (see criterion)")
     return "; ".join(notes)
