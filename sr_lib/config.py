@@ -294,9 +294,9 @@ def _srresnet() -> Config:
     config.train.learning_rate = 2e-4
     config.train.decayed_learning_rate = 1e-6
     config.train.beta_2 = 0.99
-    config.train.pretrain_steps = 12_000
+    config.train.pretrain_steps = 9000
     config.train.validate_every = 500
-    config.train.images_every = 6000
+    config.train.images_every = 4500
     config.train.mixed_precision = "auto"
     return config
 
