@@ -97,17 +97,26 @@ def cmd_compare(args):
 def cmd_evaluate(args):
     from tqdm import tqdm
 
-    from sr_lib.evaluate import METRIC_NAMES, benchmark_name, evaluate_images, load_benchmark, load_generator
+    from sr_lib.evaluate import (METRIC_NAMES, benchmark_name, evaluate_images, load_benchmark, load_model,
+                                 method_labels, model_scale)
 
-    model_path = Path(args.model) if args.model else None
-    generator = load_generator(model_path) if model_path else None
+    models = list(zip(method_labels(args.model), [load_model(path) for path in args.model]))
+    scales = {label: model_scale(model) for label, model in models}
+    scale = args.scale or next(iter(scales.values()), 4)
+    wrong = [f"{label} (x{value})" for label, value in scales.items() if value != scale]
+    if wrong:
+        raise ValueError(f"every --model must upscale x{scale}" + (" (--scale)" if args.scale else "") +
+                         f"; not: {', '.join(wrong)}")
     out = Path(args.out or Path("runs") / "evaluate")
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for folder in tqdm(args.data, desc="datasets", disable=len(args.data) < 2):
         names, images = load_benchmark(folder)
-        for method, model in [("bicubic", None)] + ([(model_path.name, generator)] if generator else []):
-            evaluation = evaluate_images(images, args.scale, model, method, benchmark_name(folder), names)
+        for method, model in [("bicubic", None)] + models:
+            save_dir = (out / "images" / benchmark_name(folder) / method.replace("/", "__")
+                        if args.save_images else None)
+            evaluation = evaluate_images(images, scale, model, method, benchmark_name(folder), names,
+                                         save_dir=save_dir, where=folder)
             results.append(evaluation)
     print(f"{'dataset':<12} {'method':<36} " + " ".join(f"{key:>9}" for key in METRIC_NAMES))
     for evaluation in results:
@@ -116,7 +125,41 @@ def cmd_evaluate(args):
     payload = [{"dataset": e.dataset, "method": e.method, "means": e.means, "per_image": e.per_image}
                for e in results]
     (out / "evaluation.json").write_text(json.dumps(payload, indent=2) + "\n")
+    if args.save_images:
+        print(f"SR images (uint8 PNG, as measured): {out / 'images'}/<dataset>/<method>/")
     print(f"run directory: {out}")
+
+
+def cmd_upscale(args):
+    from sr_lib.inference import load_upscaler
+    from sr_lib.upscale import upscale_files
+
+    upscaler = load_upscaler(args.model)
+    report = upscale_files(upscaler, args.inputs, args.out, tile=args.tile, progress=not args.no_progress)
+    for source, target in report.written:
+        print(f"{source} -> {target}")
+    for _, message in report.failed:
+        print(f"error: {message}", file=sys.stderr)
+    how = (f"tiles of {report.tile} LR px with {upscaler.field.radius} px of context" if report.tile
+           else "whole images")
+    print(f"upscaled {len(report.written)} image(s) x{report.scale} into {args.out} ({how})")
+    if report.failed:
+        raise RuntimeError(f"{len(report.failed)} input(s) failed (listed above); the others were written")
+
+
+def cmd_export(args):
+    from sr_lib.export import TFLITE_FILE, export_generator
+
+    metadata = export_generator(args.model, args.out, tflite=args.tflite, config_path=args.config,
+                                metrics_path=args.metrics)
+    print(f"exported {args.model} (x{metadata['scale']}, float32) as a SavedModel: {args.out}")
+    for name, text in metadata["endpoints"].items():
+        print(f"  {name}: {text}")
+    known = [what for what, key in (("training config", "training_config"), ("metrics", "metrics")) if metadata[key]]
+    print(f"  stored with it: scale, receptive field{''.join(', ' + k for k in known)}: "
+          f"{Path(args.out) / 'assets.extra' / 'sr_lib.json'} (also the 'metadata' endpoint)")
+    if args.tflite:
+        print(f"tflite: {Path(args.out) / TFLITE_FILE}")
 
 
 def cmd_interpolate(args):
@@ -149,12 +192,38 @@ def make_parser():
     interpolate.add_argument("--alpha", type=float, required=True, help="weights = (1 - alpha) * A + alpha * B")
     interpolate.add_argument("--out", required=True, help="the blended generator (.keras)")
     interpolate.set_defaults(func=cmd_interpolate)
-    evaluate = commands.add_parser("evaluate", help="PSNR/SSIM (Y, border = scale; and RGB) of a model and bicubic")
-    evaluate.add_argument("--model", help="generator .keras file (omit to evaluate bicubic only)")
+    evaluate = commands.add_parser("evaluate", help="PSNR/SSIM (Y, border = scale; and RGB) of models and bicubic")
+    evaluate.add_argument("--model", action="append", default=[], metavar="MODEL",
+                          help="generator .keras file or exported SavedModel folder; repeatable (one table); omit to "
+                               "evaluate bicubic only")
     evaluate.add_argument("--data", nargs="+", required=True, metavar="DIR", help="folders of HR images")
-    evaluate.add_argument("--scale", type=int, default=4)
+    evaluate.add_argument("--scale", type=int, help="upscaling factor (default: the models', else 4)")
+    evaluate.add_argument("--save-images", action="store_true",
+                          help="also write every SR image (uint8 PNG, as measured) under OUT/images/")
     evaluate.add_argument("--out", help="where evaluation.json goes (default: runs/evaluate)")
     evaluate.set_defaults(func=cmd_evaluate)
+    upscale = commands.add_parser("upscale", help="super-resolve image files/folders with a .keras or exported model")
+    upscale.add_argument("--model", required=True, help="generator .keras file or SavedModel folder from `export`")
+    upscale.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders (recursive)")
+    upscale.add_argument("--out", required=True, help="output folder: <stem>_x<scale>.png (never over an input)")
+    upscale.add_argument("--tile", type=int, help="kept tile side in LR pixels (each tile also reads the network's "
+                                                  "receptive field around it; the result equals whole-image "
+                                                  "inference); 0 = whole image; default: sized for about 0.5 GiB "
+                                                  "per activation")
+    upscale.add_argument("--no-progress", action="store_true", help="no progress bars")
+    upscale.set_defaults(func=cmd_upscale)
+    export = commands.add_parser("export", help="write a generator as a TensorFlow SavedModel (uint8 and float "
+                                                "endpoints, metadata), optionally TFLite")
+    export.add_argument("--model", required=True, help="generator .keras file")
+    export.add_argument("--out", required=True, help="SavedModel folder to create, e.g. saved_models/NAME")
+    export.add_argument("--tflite", action="store_true", help="also write OUT/model.tflite (dynamic H, W)")
+    export.add_argument("--config", help="training config.json to store (default: config.json beside the model)")
+    export.add_argument("--metrics", help="log.csv or evaluation.json to store (default: log.csv beside the model)")
+    export.set_defaults(func=cmd_export)
+    parser.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log output")
+    for command in commands.choices.values():
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="also show TensorFlow's own log output")
     return parser
 
 

@@ -7,6 +7,7 @@ Y (ITU-R BT.601) with ``scale`` border pixels removed, and on RGB with the same 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +75,42 @@ def load_generator(path):
                          f"{first_line[:300]}") from None
 
 
+def load_model(path):
+    """A generator to evaluate: a ``.keras`` file (:func:`load_generator`) or a SavedModel folder written by
+    ``python -m sr_lib export`` (an :class:`sr_lib.inference.Upscaler`, called like the Keras generator)."""
+    if Path(path).is_dir():
+        from sr_lib.inference import load_upscaler
+
+        return load_upscaler(path)
+    return load_generator(path)
+
+
+def model_scale(model) -> int:
+    """The upscaling factor of a generator (Keras model or Upscaler)."""
+    if hasattr(model, "scale"):
+        return int(model.scale)
+    return int(model.compute_output_shape((1, 8, 8, 3))[1]) // 8
+
+
+def method_labels(paths) -> list:
+    """Table labels for model paths: the file or folder name, with as many parent folders as it takes to tell them
+    apart (``a/pretrain/generator_final.keras`` and ``b/pretrain/...`` -> ``a/pretrain/...``, ``b/pretrain/...``)."""
+    parts = [Path(path).resolve().parts for path in paths]
+    depth = 1
+    while depth < max(map(len, parts), default=1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+        depth += 1
+    return [str(path) for path in paths]
+
+
+def min_image_size(scale: int) -> int:
+    """The smallest HR side the protocol can measure: a multiple of ``scale`` that keeps the SSIM window after the
+    ``scale``-pixel border is removed."""
+    return -(-(metrics.SSIM_WINDOW + 2 * scale) // scale) * scale
+
+
 def make_lr(hr_uint8, scale: int):
     """HR uint8 (H, W, 3) -> (HR in [0, 1] cropped to a multiple of ``scale``, LR in [0, 1])."""
     height, width = (hr_uint8.shape[0] // scale) * scale, (hr_uint8.shape[1] // scale) * scale
@@ -89,25 +126,54 @@ def super_resolve(generator, lr_unit) -> tf.Tensor:
     return ranges.hr_to_uint8(sr)
 
 
-def evaluate_images(images, scale: int, generator=None, method="bicubic", dataset="", names=None) -> Evaluation:
+def evaluate_images(images, scale: int, generator=None, method="bicubic", dataset="", names=None,
+                    save_dir=None, where=None) -> Evaluation:
     """Metrics of ``generator`` (or bicubic upscaling when None) on a list of HR uint8 images.
+
+    Images too small for the protocol (see :func:`min_image_size`) are skipped with one warning that lists them.
 
     Args:
         images: HR images, uint8 (H, W, 3), any sizes.
         scale: the upscaling factor; also the border removed before measuring.
-        generator: a Keras generator taking LR in [0, 1]; None evaluates bicubic upscaling.
+        generator: a Keras generator taking LR in [0, 1] (or an :class:`sr_lib.inference.Upscaler`); None evaluates
+            bicubic upscaling.
         method, dataset: labels for the table.
         names: optional image names for the per-image rows.
+        save_dir: when given, each SR image is written there as ``<name>.png`` (uint8, as measured).
+        where: how the warning names the image set (default: ``dataset``).
+
+    Raises:
+        ValueError: when no image is large enough.
     """
     result = Evaluation(method, dataset)
+    names = list(names) if names else [str(index) for index in range(len(images))]
+    need = min_image_size(scale)
+    small = [index for index, image in enumerate(images) if min(np.asarray(image).shape[:2]) < need]
+    if len(small) == len(images):
+        raise ValueError(f"{where or dataset or 'evaluation'}: no image is at least {need}x{need} px, the size x{scale} "
+                         f"needs (the {metrics.SSIM_WINDOW}x{metrics.SSIM_WINDOW} SSIM window after a {scale}-px border)")
+    if small:
+        listing = "".join(f"\n  {names[i]}: {images[i].shape[0]}x{images[i].shape[1]} px" for i in small)
+        warnings.warn(f"{where or dataset or 'evaluation'}: skipping {len(small)} of {len(images)} image(s) smaller "
+                      f"than {need}x{need} px (x{scale} with the {metrics.SSIM_WINDOW}x{metrics.SSIM_WINDOW} SSIM "
+                      f"window after a {scale}-px border):{listing}", stacklevel=2)
+    if save_dir is not None:
+        save_dir = Path(save_dir)
+        save_dir.mkdir(parents=True, exist_ok=True)
     for index, image in enumerate(images):
+        if index in small:
+            continue
         hr_unit, lr_unit = make_lr(np.asarray(image), scale)
         if generator is None:
             sr_uint8 = ranges.unit_to_uint8(bicubic_upscale(lr_unit, scale))
         else:
             sr_uint8 = super_resolve(generator, lr_unit)
+        if save_dir is not None:
+            from PIL import Image
+
+            Image.fromarray(np.asarray(sr_uint8)).save(save_dir / f"{names[index]}.png")
         values = _measure(hr_unit, ranges.uint8_to_unit(sr_uint8), scale)
-        result.per_image.append({"index": index, "name": names[index] if names else str(index),
+        result.per_image.append({"index": index, "name": names[index],
                                  **{key: float(value) for key, value in values.items()}})
     return result
 

@@ -38,3 +38,12 @@ def unit_to_uint8(images):
 def hr_to_uint8(images):
     """[-1, 1] -> uint8, clipped and rounded."""
     return unit_to_uint8(hr_to_unit(images))
+
+
+def uint8_to_unit_exact(images):
+    """uint8 -> float32 [0, 1], exactly ``level / 255`` (as :func:`uint8_to_unit` gives eagerly) also inside a
+    ``tf.function``, where graph constant folding turns ``x / 255`` into ``x * (1 / 255)``, which is one float step
+    off for about half of the levels. A 256-entry table lookup; for inference endpoints whose uint8 output must equal
+    the float model's."""
+    table = tf.constant([level / 255.0 for level in range(256)], tf.float32)
+    return tf.gather(table, tf.cast(images, tf.int32))

@@ -1,0 +1,57 @@
+"""What a ``python -m sr_lib ...`` command prints: its own output, not TensorFlow's.
+
+TensorFlow's C++ start-up notices (oneDNN, CUDA drivers, CPU instructions) are written to file descriptor 2 before
+absl logging is initialised, so ``TF_CPP_MIN_LOG_LEVEL`` does not silence them (TensorFlow 2.21). :func:`start`
+therefore points descriptor 2 at ``/dev/null`` *before TensorFlow is imported* and gives Python's ``sys.stderr`` (errors,
+warnings, progress bars) a copy of the original descriptor. ``--verbose`` keeps everything. Python warnings print
+as ``warning: <message>``, without the source line.
+
+It runs from ``sr_lib/__init__.py`` only when the package is started with ``python -m`` (``sys.argv[0] == "-m"``
+while Python locates the module), so importing sr_lib from a notebook, a test or a script changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+
+_started = False
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    stream = file if file is not None else sys.stderr
+    try:
+        stream.write(f"warning: {message}\n")
+    except (OSError, ValueError):  # A closed stream: nowhere to warn.
+        pass
+
+
+def start(argv) -> None:
+    """Set up the command line's output for ``argv`` (the arguments after ``-m sr_lib``)."""
+    global _started
+    if _started:
+        return
+    _started = True
+    verbose = "--verbose" in argv
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
+    if argv[:1] == ["upscale"]:
+        # oneDNN picks convolution kernels by tensor shape, so a tile and the whole image can differ in the last float
+        # bit; TensorFlow's own (Eigen) kernels give identical results. Must be set before TensorFlow starts.
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    warnings.showwarning = _one_line_warning
+    if verbose:
+        return
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    try:
+        sys.stderr.flush()
+        terminal = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        sys.stderr = os.fdopen(terminal, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
+                               errors="backslashreplace")
+    except OSError:  # No descriptor 2 to redirect (e.g. a detached process): nothing to hide.
+        pass

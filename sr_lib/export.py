@@ -1,0 +1,213 @@
+"""Export a trained generator as a TensorFlow SavedModel (and optionally TFLite) that needs nothing from sr_lib.
+
+    python -m sr_lib export --model runs/<run>/pretrain/generator_best_psnr_y.keras --out saved_models/NAME [--tflite]
+
+The SavedModel (written with ``keras.export.ExportArchive``, always float32) has three endpoints, each also a
+signature for TF Serving:
+
+- ``serving_default``: uint8 images ``[N, H, W, 3]``, any H and W -> uint8 ``[N, sH, sW, 3]``; the [0, 1] input
+  scaling, clipping and rounding happen in the graph (``sr_lib.ranges``), so callers need no value conventions;
+- ``upscale_float``: LR float32 in [0, 1] -> SR float32 in [0, 1] (clipped);
+- ``metadata``: no input; a JSON string (also written to ``assets.extra/sr_lib.json``) with the scale, the receptive
+  field, the training config and the measured metrics when they are known.
+
+Show the metadata with ``cat OUT/assets.extra/sr_lib.json``, or from the SavedModel itself (no sr_lib needed):
+``python -c "import sys, tensorflow as tf; print(tf.saved_model.load(sys.argv[1]).metadata().numpy().decode())" OUT``.
+``saved_model_cli show --all --dir OUT`` lists the signatures.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+import sr_lib
+from sr_lib import ranges
+from sr_lib.inference import (FLOAT_ENDPOINT, IMAGE_SPEC, METADATA_ENDPOINT, METADATA_FILE, UINT8_ENDPOINT,
+                              DynamicUpSampling2D, bicubic_by_phases, inference_model)
+from sr_lib.tiling import receptive_field
+
+TFLITE_FILE = "model.tflite"
+
+
+class _BuiltinBicubicUpSampling2D(keras.layers.UpSampling2D):
+    """Bicubic ``UpSampling2D`` from TFLite builtin ops (TFLite has no bicubic resize): see
+    :func:`sr_lib.inference.bicubic_by_phases`. Used only for the TFLite conversion."""
+
+    def call(self, inputs):
+        return bicubic_by_phases(inputs, self.size)
+
+def _float_or_text(value):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    return number if math.isfinite(number) else None
+
+
+def _read_log(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return [{key: _float_or_text(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def read_metrics(path) -> dict | None:
+    """Measured metrics to store with an export: from a run's ``log.csv`` (the last validation row and the row with
+    the best PSNR-Y) or from an ``evaluation.json`` written by ``python -m sr_lib evaluate`` (each data set's means).
+
+    Raises:
+        ValueError: naming the file, when it cannot be read.
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".csv":
+            rows = [row for row in _read_log(path) if isinstance(row.get("psnr_y"), float)]
+            if not rows:
+                return None
+            return {"source": str(path), "kind": "validation during training (log.csv)",
+                    "final": rows[-1], "best_psnr_y": max(rows, key=lambda row: row["psnr_y"])}
+        entries = json.loads(path.read_text())
+        return {"source": str(path), "kind": "python -m sr_lib evaluate",
+                "results": [{"dataset": e["dataset"], "method": e["method"], "means": e["means"]} for e in entries]}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"could not read metrics from {path}: {error}") from None
+
+
+def read_config(path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"could not read the training config {path}: {error}") from None
+
+
+def _dtype_policies(model) -> list:
+    return sorted({layer.dtype_policy.name for layer in model.layers if hasattr(layer, "dtype_policy")})
+
+
+def build_metadata(model, runtime, model_path, config_path=None, metrics_path=None) -> dict:
+    """The description stored with an export. ``config_path``/``metrics_path`` default to the ``config.json`` and
+    ``log.csv`` beside the model file (a run directory or a shipped model folder), when present."""
+    folder = Path(model_path).parent
+    if config_path is None and (folder / "config.json").is_file():
+        config_path = folder / "config.json"
+    if metrics_path is None and (folder / "log.csv").is_file():
+        metrics_path = folder / "log.csv"
+    try:
+        field = receptive_field(runtime)
+    except ValueError as error:
+        field, field_note = None, str(error)
+    else:
+        field_note = None
+    scale = field.scale if field else int(runtime.compute_output_shape((1, 8, 8, 3))[1]) // 8
+    return {
+        "format": "sr_lib generator export",
+        "sr_lib_version": sr_lib.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "source_model": str(model_path),
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "scale": scale,
+        "receptive_field": field.to_json() if field else None,
+        "receptive_field_note": field_note,
+        "precision": "float32",
+        "trained_dtype_policies": _dtype_policies(model),
+        "parameters": int(runtime.count_params()),
+        "endpoints": {
+            UINT8_ENDPOINT: "uint8 [N, H, W, 3] -> uint8 [N, scale*H, scale*W, 3]",
+            FLOAT_ENDPOINT: "float32 [N, H, W, 3] in [0, 1] -> float32 [N, scale*H, scale*W, 3] in [0, 1]",
+            METADATA_ENDPOINT: "this JSON, as a string",
+        },
+        "training_config": read_config(config_path) if config_path else None,
+        "training_config_source": str(config_path) if config_path else None,
+        "metrics": read_metrics(metrics_path) if metrics_path else None,
+    }
+
+
+def _write_saved_model(runtime, metadata: dict, folder: Path):
+    text = json.dumps(metadata, indent=2)
+
+    def upscale_uint8(images):
+        return ranges.hr_to_uint8(runtime(ranges.uint8_to_unit_exact(images), training=False))
+
+    def upscale_float(images):
+        return ranges.hr_to_unit(runtime(images, training=False))
+
+    def describe():
+        return tf.constant(text)
+
+    archive = keras.export.ExportArchive()
+    archive.track(runtime)
+    archive.add_endpoint(UINT8_ENDPOINT, upscale_uint8,
+                         input_signature=[tf.TensorSpec(IMAGE_SPEC, tf.uint8, name="images")])
+    archive.add_endpoint(FLOAT_ENDPOINT, upscale_float,
+                         input_signature=[tf.TensorSpec(IMAGE_SPEC, tf.float32, name="images")])
+    archive.add_endpoint(METADATA_ENDPOINT, describe, input_signature=[])
+    archive.write_out(str(folder), verbose=False)
+    (folder / METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
+    (folder / METADATA_FILE).write_text(text + "\n")
+
+
+def convert_tflite(model, out_file):
+    """The uint8 -> uint8 function of ``serving_default`` as a TFLite model with builtin ops only (float32 weights,
+    dynamic H and W: give the input its size with ``Interpreter.resize_tensor_input`` before ``allocate_tensors``).
+    A bicubic ``UpSampling2D`` (TFLite has none) becomes :class:`_BuiltinBicubicUpSampling2D`, a nearest one
+    ``tf.image.resize`` (the same pixels as Keras' repeat, with a static channel count for TFLite's CONV_2D), and the
+    weights become constants."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    runtime = inference_model(model, {"nearest": DynamicUpSampling2D, "bicubic": _BuiltinBicubicUpSampling2D})
+
+    @tf.function(input_signature=[tf.TensorSpec(IMAGE_SPEC, tf.uint8, name="images")])
+    def upscale_uint8(images):
+        return ranges.hr_to_uint8(runtime(ranges.uint8_to_unit_exact(images), training=False))
+
+    # Frozen first: converting the function with its variables keeps them as TFLite resource variables, which the
+    # interpreter does not initialise.
+    frozen = convert_variables_to_constants_v2(upscale_uint8.get_concrete_function())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], runtime)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    Path(out_file).write_bytes(converter.convert())
+
+
+def export_generator(model_path, out_dir, tflite=False, config_path=None, metrics_path=None) -> dict:
+    """Writes the SavedModel (and ``model.tflite``) of the generator in ``model_path`` into ``out_dir``.
+
+    The folder is assembled beside ``out_dir`` and renamed into place, so a failed export leaves nothing behind.
+
+    Returns:
+        The metadata written with it.
+
+    Raises:
+        ValueError: for a missing or unloadable model, unreadable config/metrics, or an ``out_dir`` that exists and
+            is not empty.
+    """
+    from sr_lib.evaluate import load_generator
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ValueError(f"export folder {out_dir} already exists and is not empty; remove it or choose another "
+                         "--out")
+    model = load_generator(model_path)
+    runtime = inference_model(model)
+    metadata = build_metadata(model, runtime, model_path, config_path, metrics_path)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        _write_saved_model(runtime, metadata, staging)
+        if tflite:
+            convert_tflite(model, staging / TFLITE_FILE)
+        if out_dir.exists():
+            out_dir.rmdir()  # Empty (checked above).
+        os.replace(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return metadata
