@@ -98,15 +98,10 @@ def cmd_evaluate(args):
     from tqdm import tqdm
 
     from sr_lib.evaluate import (METRIC_NAMES, benchmark_name, evaluate_images, load_benchmark, load_model,
-                                 method_labels, model_scale)
+                                 method_labels, resolve_scale)
 
     models = list(zip(method_labels(args.model), [load_model(path) for path in args.model]))
-    scales = {label: model_scale(model) for label, model in models}
-    scale = args.scale or next(iter(scales.values()), 4)
-    wrong = [f"{label} (x{value})" for label, value in scales.items() if value != scale]
-    if wrong:
-        raise ValueError(f"every --model must upscale x{scale}" + (" (--scale)" if args.scale else "") +
-                         f"; not: {', '.join(wrong)}")
+    scale = resolve_scale(models, args.scale)
     out = Path(args.out or Path("runs") / "evaluate")
     out.mkdir(parents=True, exist_ok=True)
     results = []

@@ -92,6 +92,22 @@ def model_scale(model) -> int:
     return int(model.compute_output_shape((1, 8, 8, 3))[1]) // 8
 
 
+def resolve_scale(labelled_models, requested=None) -> int:
+    """The scale to evaluate at: ``requested``, else the models' (4 without models); every model must match it.
+
+    Args:
+        labelled_models: (label, model) pairs.
+        requested: the --scale given, or None.
+    """
+    scales = {label: model_scale(model) for label, model in labelled_models}
+    scale = requested or next(iter(scales.values()), 4)
+    wrong = [f"{label} (x{value})" for label, value in scales.items() if value != scale]
+    if wrong:
+        raise ValueError(f"every --model must upscale x{scale}" + (" (--scale)" if requested else "") +
+                         f"; not: {', '.join(wrong)}")
+    return scale
+
+
 def method_labels(paths) -> list:
     """Table labels for model paths: the file or folder name, with as many parent folders as it takes to tell them
     apart (``a/pretrain/generator_final.keras`` and ``b/pretrain/...`` -> ``a/pretrain/...``, ``b/pretrain/...``)."""
