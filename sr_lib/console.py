@@ -2,9 +2,11 @@
 
 TensorFlow's C++ start-up notices (oneDNN, CUDA drivers, CPU instructions) are written to file descriptor 2 before
 absl logging is initialised, so ``TF_CPP_MIN_LOG_LEVEL`` does not silence them (TensorFlow 2.21). :func:`start`
-therefore points descriptor 2 at ``/dev/null`` *before TensorFlow is imported* and gives Python's ``sys.stderr`` (errors,
-warnings, progress bars) a copy of the original descriptor. ``--verbose`` keeps everything. Python warnings print
-as ``warning: <message>``, without the source line.
+therefore points descriptor 2, *before TensorFlow is imported*, at a small filter process that drops those notices
+(absl's info/warning lines, the CPU-instructions line, CUDA start-up errors) and passes every other line through, so a
+real C++ error still shows, even when the process dies from it. Python's ``sys.stderr`` (errors, warnings, progress
+bars) keeps a direct copy of the original descriptor. ``--verbose`` keeps everything. Python warnings print as
+``warning: <message>``, without the source line.
 
 It runs from ``sr_lib/__init__.py`` only when the package is started with ``python -m`` (``sys.argv[0] == "-m"``
 while Python locates the module), so importing sr_lib from a notebook, a test or a script changes nothing.
@@ -14,10 +16,22 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 import warnings
 
 _started = False
+# Reads the C++ log lines on stdin, writes the ones that are not start-up chatter to stdout (the terminal). A separate
+# process, so that it outlives a crash of the command and still passes on the reason.
+_FILTER = r"""
+import re, sys
+chatter = re.compile(rb"WARNING: All log messages before absl::InitializeLog|[IW][0-9]{4} [0-9:. ]+ +[0-9]+ [^ ]+:[0-9]+\]"
+                     rb"|To enable the following instructions|E[0-9]{4} [0-9:. ]+ +[0-9]+ [^ ]*cuda[^ ]*:[0-9]+\]")
+for line in sys.stdin.buffer:
+    if not chatter.match(line):
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
+"""
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
@@ -48,9 +62,10 @@ def start(argv) -> None:
     try:
         sys.stderr.flush()
         terminal = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
+        log_filter = subprocess.Popen([sys.executable, "-S", "-E", "-c", _FILTER], stdin=subprocess.PIPE,
+                                      stdout=terminal, stderr=subprocess.DEVNULL)
+        os.dup2(log_filter.stdin.fileno(), 2)
+        log_filter.stdin.close()  # Descriptor 2 is now the pipe's only write end: the filter ends when we do.
         sys.stderr = os.fdopen(terminal, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
                                errors="backslashreplace")
     except OSError:  # No descriptor 2 to redirect (e.g. a detached process): nothing to hide.

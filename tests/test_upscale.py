@@ -253,3 +253,21 @@ def test_warnings_are_one_line_and_verbose_shows_tensorflow(tiny_model, tmp_path
     verbose = subprocess.run(command + ["--verbose"], capture_output=True, text=True, env=_env())
     assert verbose.returncode == 0
     assert len(verbose.stderr.strip().splitlines()) > 0  # TensorFlow's own start-up log is shown again.
+
+
+def test_start_up_chatter_is_dropped_but_real_native_errors_pass(tmp_path):
+    """The C++ log filter of `python -m sr_lib`: start-up notices go, anything else reaches the terminal, even from a
+    process that then dies."""
+    script = (
+        "import os, sys\n"
+        "sys.argv = ['-m', 'upscale']\n"  # As `python -m sr_lib upscale` looks while sr_lib is being imported.
+        "import sr_lib\n"
+        "os.write(2, b'I0000 00:00:1795723445.246832    6283 port.cc:153] oneDNN custom operations are on.\\n')\n"
+        "os.write(2, b'E0000 00:00:1795724942.196663    6504 cuda_platform.cc:52] failed call to cuInit\\n')\n"
+        "os.write(2, b'F0000 00:00:1795724942.196663    6504 conv_ops.cc:99] Check failed: a real problem\\n')\n"
+        "print('python stderr', file=sys.stderr, flush=True)\n"
+        "os.abort()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=_env())
+    assert done.returncode != 0
+    assert "Check failed: a real problem" in done.stderr and "python stderr" in done.stderr
+    assert "oneDNN" not in done.stderr and "cuInit" not in done.stderr
