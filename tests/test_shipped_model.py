@@ -1,0 +1,44 @@
+"""The shipped SRResNet x4 (saved_models/srresnet_x4): loads in safe mode, runs in float32, beats bicubic on embedded
+photographs it never saw (it was trained on T91 + BSD200), and is the architecture the demo preset fine-tunes."""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from sr_lib import data
+from sr_lib.config import get_preset
+from sr_lib.evaluate import evaluate_images
+from sr_lib.interpolation import check_same_architecture
+from sr_lib.training import build_generator
+
+SHIPPED = Path(__file__).resolve().parents[1] / "saved_models" / "srresnet_x4" / "srresnet_x4.keras"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return keras.saving.load_model(SHIPPED, safe_mode=True)
+
+
+def test_shipped_generator_is_float32_and_small(shipped):
+    assert all(layer.compute_dtype == "float32" for layer in shipped.layers)
+    assert SHIPPED.stat().st_size < 25 * 2**20
+    assert sum(path.stat().st_size for path in SHIPPED.parent.iterdir()) < 25 * 2**20
+
+
+def test_shipped_generator_beats_bicubic_on_embedded_crops(shipped):
+    crops = [image[top:top + 96, left:left + 96] for image, (top, left) in
+             zip(data.default_images("valid"), [(100, 150), (150, 250)])]
+    bicubic = evaluate_images(crops, 4).means
+    model = evaluate_images(crops, 4, shipped).means
+    assert model["psnr_y"] > bicubic["psnr_y"] + 0.5
+    assert model["psnr_rgb"] > bicubic["psnr_rgb"]
+    assert model["color_shift"] < 2.0
+
+
+def test_demo_preset_fine_tunes_the_shipped_architecture(shipped):
+    check_same_architecture(build_generator(get_preset("demo")), shipped)
+    # The paper preset (BN, no global residual) is another architecture: the check must notice.
+    with pytest.raises(ValueError, match="different architectures"):
+        check_same_architecture(build_generator(get_preset("paper")), shipped)
