@@ -12,8 +12,7 @@ import json
 import math
 import typing
 from dataclasses import dataclass, field
-
-from sr_lib.storage import URLPath, as_path
+from pathlib import Path
 
 # Values of train.strategy (see TrainConfig.strategy and sr_lib.training.make_strategy).
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -108,7 +107,7 @@ class Config:
     def to_json(self, path=None) -> str:
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
         if path is not None:
-            _atomic_write_text(path, text)
+            _atomic_write_text(Path(path), text)
         return text
 
     @classmethod
@@ -119,8 +118,7 @@ class Config:
 
     @classmethod
     def from_json(cls, path) -> "Config":
-        """Loads a config.json: a local path or a ``tf.io.gfile`` URL (``gs://...``)."""
-        path = as_path(path)
+        path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
@@ -247,11 +245,7 @@ def validate(config: Config) -> Config:
     return config
 
 
-def _atomic_write_text(path, text: str):
-    path = as_path(path)
-    if isinstance(path, URLPath):  # One object: visible only once complete.
-        path.write_text(text)
-        return
+def _atomic_write_text(path: Path, text: str):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
