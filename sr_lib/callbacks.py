@@ -1,6 +1,10 @@
 """Keras callbacks used by both training phases: validation (PSNR/SSIM), best/final weights, checkpoints,
 image grids, and a guard that stops on a non-finite loss.
 
+Paths may be local or ``tf.io.gfile`` URLs (``gs://...``; see :mod:`sr_lib.storage`). Validation and image grids run
+the generator on this process's own copy of the weights, with no cross-replica communication, so that under a
+multi-worker strategy the chief alone can validate and write while the other workers train on.
+
 One "epoch" of ``fit`` is ``train.validate_every`` steps, so every callback here acts once per validation interval,
 and the step count is ``(epoch + 1) * steps_per_epoch``. The callbacks share one ``RunState`` so the order of
 validation, checkpoint and CSV row is fixed: validation adds its numbers to the epoch's logs first, then the
@@ -10,15 +14,18 @@ checkpoint is written, then ``CSVLog`` writes the row.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
-from sr_lib import plots
+from sr_lib import plots, storage
 from sr_lib.evaluate import comparison_rows, evaluate_arrays
 
 
@@ -61,6 +68,23 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
                 return
 
 
+class LocalPredictor:
+    """``predict`` by calling the model directly on this process's copy of its weights, batch by batch.
+
+    ``Model.predict`` on a model built under a ``tf.distribute`` strategy splits the batches across the replicas (and,
+    with several workers, gathers them back with collectives that every worker must join); this never communicates.
+    """
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, x, batch_size=8, verbose=0):
+        x = np.asarray(x)
+        outputs = [keras.ops.convert_to_numpy(self.model(x[start:start + batch_size], training=False))
+                   for start in range(0, len(x), batch_size)]
+        return np.concatenate(outputs, axis=0)
+
+
 class ValidationCallback(keras.callbacks.Callback):
     """PSNR/SSIM of the generator on the fixed validation crops, on Y with a border of ``scale`` pixels (the paper's
     protocol) and on RGB; SR is rounded to uint8 first, as a saved image would be. Keeps the best generator.
@@ -73,14 +97,14 @@ class ValidationCallback(keras.callbacks.Callback):
         self.valid_hr = valid_hr
         self.scale = scale
         self.state = state
-        self.run_dir = Path(run_dir)
+        self.run_dir = storage.as_path(run_dir)
         self.batch_size = batch_size
 
     def on_epoch_end(self, epoch, logs=None):
         self.state.step = (epoch + 1) * self.state.steps_per_epoch
         if self.state.diverged:
             return
-        values = evaluate_arrays(self.valid_lr, self.valid_hr, self.scale, self.generator,
+        values = evaluate_arrays(self.valid_lr, self.valid_hr, self.scale, LocalPredictor(self.generator),
                                  batch_size=self.batch_size).means
         logs.update(values, step=self.state.step)
         if values["psnr_y"] > self.state.best_psnr_y:
@@ -123,7 +147,7 @@ class ImageGridCallback(keras.callbacks.Callback):
         self.valid_lr = valid_lr[:count]
         self.valid_hr = valid_hr[:count]
         self.scale = scale
-        self.directory = Path(directory)
+        self.directory = storage.as_path(directory)
         self.every_epochs = max(1, every_epochs)
         self.state = state
 
@@ -138,12 +162,13 @@ class ImageGridCallback(keras.callbacks.Callback):
 class CSVLog(keras.callbacks.Callback):
     """One row per epoch (``step`` first), appended and flushed, so an interrupted run keeps every finished row.
 
-    Keras' ``CSVLogger`` would add empty ``val_*`` columns for every key here; this writes just the logs.
+    Keras' ``CSVLogger`` would add empty ``val_*`` columns for every key here; this writes just the logs. A remote log
+    (object stores cannot append) is rewritten whole with the new row.
     """
 
     def __init__(self, path, state: RunState):
         super().__init__()
-        self.path = Path(path)
+        self.path = storage.as_path(path)
         self.state = state
 
     def on_epoch_end(self, epoch, logs=None):
@@ -151,6 +176,9 @@ class CSVLog(keras.callbacks.Callback):
         row = {"step": self.state.step, **{k: v for k, v in (logs or {}).items() if k != "step"},
                "wall_time": round(time.time(), 1)}
         row = {key: _plain(value) for key, value in row.items()}
+        if isinstance(self.path, storage.URLPath):
+            self._rewrite_remote(row)
+            return
         header = None
         if self.path.is_file() and self.path.stat().st_size:
             with open(self.path, newline="") as handle:
@@ -165,6 +193,17 @@ class CSVLog(keras.callbacks.Callback):
             os.fsync(handle.fileno())
 
 
+    def _rewrite_remote(self, row):
+        old = self.path.read_text() if self.path.is_file() else ""
+        header = next(csv.reader(io.StringIO(old)), None) if old else None
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=header or list(row), extrasaction="ignore", restval="")
+        if header is None:
+            writer.writeheader()
+        writer.writerow(row)
+        storage.write_text(self.path, old + buffer.getvalue())
+
+
 def _plain(value):
     try:
         return float(value)
@@ -174,12 +213,25 @@ def _plain(value):
 
 def save_comparison_grid(generator, valid_lr, valid_hr, scale, path):
     """One row per crop: LR, bicubic, SR, HR."""
-    return plots.save_image_grid(comparison_rows(valid_lr, valid_hr, scale, [("SR", generator)]), path)
+    rows = comparison_rows(valid_lr, valid_hr, scale, [("SR", LocalPredictor(generator))])
+    path = storage.as_path(path)
+    if not isinstance(path, storage.URLPath):
+        return plots.save_image_grid(rows, path)
+    with tempfile.TemporaryDirectory(prefix="sr_lib_") as tmp:
+        plots.save_image_grid(rows, Path(tmp) / path.name)
+        storage.upload(Path(tmp) / path.name, path)
+    return str(path)
 
 
 def save_model_atomic(model, path):
-    """``model.save`` to a temporary name, then rename, so a crash never leaves a truncated ``.keras`` file."""
-    path = Path(path)
+    """``model.save`` to a temporary name, then rename, so a crash never leaves a truncated ``.keras`` file. A remote
+    ``path`` (``gs://...``) is saved locally first and uploaded as one object."""
+    path = storage.as_path(path)
+    if isinstance(path, storage.URLPath):
+        with tempfile.TemporaryDirectory(prefix="sr_lib_") as tmp:
+            model.save(str(Path(tmp) / path.name))
+            storage.upload(Path(tmp) / path.name, path)
+        return path
     tmp = path.with_name(path.stem + ".tmp.keras")
     model.save(str(tmp))
     os.replace(tmp, path)

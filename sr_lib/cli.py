@@ -55,10 +55,11 @@ def _describe(config) -> str:
 
 
 def cmd_train(args):
+    from sr_lib.storage import as_path
     from sr_lib.training import pretrain, train_gan
 
     config = _build_config(args)
-    out = Path(args.out or Path("runs") / _describe(config))
+    out = as_path(args.out or Path("runs") / _describe(config))  # A local folder or a gs:// URL.
     pretrained = args.pretrained
     if args.phase in ("pretrain", "both"):
         result = pretrain(config, out / "pretrain")

@@ -12,7 +12,8 @@ import json
 import math
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from sr_lib.storage import URLPath, as_path
 
 # Values of train.strategy (see TrainConfig.strategy and sr_lib.training.make_strategy).
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -52,7 +53,7 @@ class ModelConfig:
     residual_init_scale: float | None = None  # None: Keras' default init; 0.1: BasicSR's scaled He init of the blocks.
     discriminator_channels: int = 64
     discriminator_fixed_size: bool = True  # True: the paper's Flatten + Dense on hr_size crops; False: global pooling.
-    # Multi-device runs: BatchNorm statistics over the whole global batch (all replicas) instead of each replica's share.
+    # Multi-device runs: BatchNorm statistics over the global batch (all replicas) instead of each replica's share.
     sync_batch_norm: bool = False
 
 
@@ -107,7 +108,7 @@ class Config:
     def to_json(self, path=None) -> str:
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
         if path is not None:
-            _atomic_write_text(Path(path), text)
+            _atomic_write_text(path, text)
         return text
 
     @classmethod
@@ -118,7 +119,8 @@ class Config:
 
     @classmethod
     def from_json(cls, path) -> "Config":
-        path = Path(path)
+        """Loads a config.json: a local path or a ``tf.io.gfile`` URL (``gs://...``)."""
+        path = as_path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
@@ -245,7 +247,11 @@ def validate(config: Config) -> Config:
     return config
 
 
-def _atomic_write_text(path: Path, text: str):
+def _atomic_write_text(path, text: str):
+    path = as_path(path)
+    if isinstance(path, URLPath):  # One object: visible only once complete.
+        path.write_text(text)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)

@@ -60,17 +60,17 @@ def _prelu(name):
     return FastPReLU(shared_axes=[1, 2], name=name)
 
 
-def _normalize(x, batch_norm, name):
-    return FusedBatchNormalization(name=name)(x) if batch_norm else x
+def _normalize(x, batch_norm, name, synchronized=False):
+    return FusedBatchNormalization(name=name, synchronized=synchronized)(x) if batch_norm else x
 
 
-def _residual_block(x, channels, name, batch_norm=True, init_scale=None):
+def _residual_block(x, channels, name, batch_norm=True, init_scale=None, synchronized=False):
     skip = x
     x = _conv(channels, 3, f"{name}_conv1", kernel_initializer=_residual_initializer(init_scale))(x)
-    x = _normalize(x, batch_norm, f"{name}_bn1")
+    x = _normalize(x, batch_norm, f"{name}_bn1", synchronized)
     x = _prelu(f"{name}_prelu")(x)
     x = _conv(channels, 3, f"{name}_conv2", kernel_initializer=_residual_initializer(init_scale))(x)
-    x = _normalize(x, batch_norm, f"{name}_bn2")
+    x = _normalize(x, batch_norm, f"{name}_bn2", synchronized)
     return layers.Add(name=f"{name}_add")([skip, x])
 
 
@@ -87,7 +87,7 @@ def _upsample_stage(x, channels, factor, upsample, interpolation, icnr, name):
 
 def make_generator(
     num_blocks=16, channels=64, scale=4, upsample="subpixel", interpolation="nearest", icnr=True, name="srresnet",
-    batch_norm=True, global_residual="none", residual_init_scale=None,
+    batch_norm=True, global_residual="none", residual_init_scale=None, sync_batch_norm=False,
 ):
     """Builds the SRResNet generator (Ledig et al., 2017), fully convolutional.
 
@@ -112,6 +112,9 @@ def make_generator(
             start. Not the paper's architecture. The output is then not bounded to [-1, 1]: clip it when saving.
         residual_init_scale: None for Keras' default initialisation of the residual blocks' convs (the paper), or a
             factor (BasicSR: 0.1) applied to He-normal weights there.
+        sync_batch_norm: Under a multi-device ``tf.distribute`` strategy, compute the BatchNorm statistics over the
+            global batch (all replicas) rather than each replica's share (Keras' ``synchronized=True``; slower: an
+            all-reduce per BN layer). No effect on one device or without ``batch_norm``.
 
     Returns:
         A ``keras.Model`` mapping LR ``(N, H, W, 3)`` in [0, 1] to SR ``(N, H*scale, W*scale, 3)`` in [-1, 1],
@@ -133,9 +136,9 @@ def make_generator(
     x = _conv(channels, 9, "head_conv")(inputs)
     head = x = _prelu("head_prelu")(x)
     for index in range(1, num_blocks + 1):
-        x = _residual_block(x, channels, f"block{index}", batch_norm, residual_init_scale)
+        x = _residual_block(x, channels, f"block{index}", batch_norm, residual_init_scale, sync_batch_norm)
     x = _conv(channels, 3, "body_conv")(x)
-    x = _normalize(x, batch_norm, "body_bn")
+    x = _normalize(x, batch_norm, "body_bn", sync_batch_norm)
     x = layers.Add(name="global_skip")([head, x])
     for index, factor in enumerate(_STAGES[scale], start=1):
         x = _upsample_stage(x, channels, factor, upsample, interpolation, icnr, f"upsample{index}")
@@ -164,7 +167,7 @@ def as_float32(model):
     return copy
 
 
-def make_discriminator(hr_size=96, channels=64, name="discriminator"):
+def make_discriminator(hr_size=96, channels=64, name="discriminator", sync_batch_norm=False):
     """Builds the SRGAN discriminator; it returns logits (no sigmoid), as the TF-GAN losses expect.
 
     Eight 3x3 convs with ``channels * (1, 1, 2, 2, 4, 4, 8, 8)`` filters, strides 1, 2, 1, 2, ...; BatchNorm on all
@@ -176,6 +179,8 @@ def make_discriminator(hr_size=96, channels=64, name="discriminator"):
             any size: GlobalAveragePooling2D -> Dense (far fewer parameters; not the paper).
         channels: Width of the first conv (paper: 64); the other convs scale with it (the Dense layer stays 1024).
         name: Model name.
+        sync_batch_norm: BatchNorm statistics over all replicas' batches under a multi-device strategy (see
+            ``make_generator``).
 
     Returns:
         A ``keras.Model`` mapping HR/SR images in [-1, 1] to float32 logits of shape ``(N, 1)``.
@@ -194,7 +199,7 @@ def make_discriminator(hr_size=96, channels=64, name="discriminator"):
         stride = 2 if index % 2 == 0 else 1
         x = _conv(channels * multiplier, 3, f"conv{index}", strides=stride)(x)
         if index > 1:
-            x = FusedBatchNormalization(name=f"bn{index}")(x)
+            x = FusedBatchNormalization(name=f"bn{index}", synchronized=sync_batch_norm)(x)
         x = layers.LeakyReLU(negative_slope=0.2, name=f"lrelu{index}")(x)
     if hr_size is None:
         x = layers.GlobalAveragePooling2D(name="pool")(x)

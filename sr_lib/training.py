@@ -5,14 +5,29 @@ Each phase writes a run directory::
 
     config.json  log.csv  tensorboard/  images/  checkpoints/  generator_best_psnr_y.keras  generator_final.keras
 
-Calling a phase again on the same directory resumes from the latest checkpoint at the same step.
+Calling a phase again on the same directory resumes from the latest checkpoint at the same step. Run directories may be
+local or ``tf.io.gfile`` URLs (``gs://bucket/runs/...``).
+
+Several devices or machines (``train.strategy``): "mirrored" trains one replica per GPU of this machine (or per logical
+CPU device), "multi_worker" one per device of every machine listed in ``TF_CONFIG``. ``data.batch_size`` is the global
+batch: each replica gets ``batch_size / replicas`` crops, computes its losses as means over its share and divides them
+by the number of replicas, and the gradients are summed across replicas, so the update is the one a single device
+makes on the whole batch. That holds exactly where no batch statistic enters; BatchNorm normalises with each replica's
+own share unless ``model.sync_batch_norm`` is set, and the relativistic loss averages the logits of each replica's
+share. Under "multi_worker" only the chief (``TF_CONFIG`` task "chief", else worker 0) writes the run directory; every
+worker reads the chief's latest checkpoint when it starts, so the run directory must be on storage that every machine
+sees (a ``gs://`` bucket or a shared file system).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import io
+import json
 import math
+import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +38,7 @@ import tensorflow as tf
 
 from sr_lib import data as data_lib
 from sr_lib import losses as losses_lib
+from sr_lib import storage
 from sr_lib.callbacks import (CheckpointCallback, CSVLog, ImageGridCallback, LearningRateLogger, NonFiniteLossGuard, RunState,
                               TrainingDivergedError, ValidationCallback, save_model_atomic)
 from sr_lib.checkpoint import Checkpointer
@@ -30,9 +46,12 @@ from sr_lib.config import Config, ConfigError
 from sr_lib.evaluate import load_generator
 from sr_lib.models import make_discriminator, make_generator
 
-__all__ = ["SRGAN", "TrainData", "RunResult", "TrainingDivergedError", "build_generator", "prepare_data", "pretrain",
-           "train_gan",
-           "read_log", "resolve_precision"]
+__all__ = ["SRGAN", "TrainData", "RunResult", "TrainingDivergedError", "WorkerFailedError", "build_generator",
+           "PixelTrainer", "make_strategy", "prepare_data", "pretrain", "train_gan", "read_log", "resolve_precision"]
+
+
+class WorkerFailedError(RuntimeError):
+    """A worker of a multi-worker job stopped answering; the job stopped and the latest checkpoint is kept."""
 
 
 @dataclass
@@ -98,10 +117,129 @@ def resolve_precision(name: str) -> str:
     return "mixed_bfloat16" if cpu_bf16_flags() else "float32"
 
 
+_STRATEGIES = {}
+
+
 def make_strategy(name: str):
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
+    """The ``tf.distribute`` strategy named by ``train.strategy``, created once per process and then reused.
+
+    "default": TensorFlow's default (one device). "mirrored": ``MirroredStrategy`` over every GPU of this machine, or,
+    without GPUs, over its logical CPU devices (one, unless set up with ``tf.config.set_logical_device_configuration``).
+    "multi_worker": ``MultiWorkerMirroredStrategy`` over the cluster in the ``TF_CONFIG`` environment variable; it must
+    be created before TensorFlow runs anything in the process (``pretrain`` and ``train_gan`` create it first).
+
+    Reuse matters: every new ``MirroredStrategy`` numbers its collective all-reduces from the same keys, so a second
+    one in the same process (phase 2 after phase 1, or the next variant of a comparison) meets the first one's
+    all-reduces in TensorFlow's collective runtime and fails at its first step ("Shape mismatch in the collective
+    instance").
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name not in _STRATEGIES:
+        if name == "mirrored":
+            devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+            _STRATEGIES[name] = tf.distribute.MirroredStrategy([device.name for device in devices])
+        elif name == "multi_worker":
+            read_tf_config()  # A clear error for a missing or malformed TF_CONFIG, before TensorFlow reads it.
+            try:
+                _STRATEGIES[name] = tf.distribute.MultiWorkerMirroredStrategy()
+            except RuntimeError as error:
+                raise RuntimeError(f"train.strategy=multi_worker could not start: {error}. The strategy must be "
+                                   "created before TensorFlow runs anything in the process (run it from the command "
+                                   "line, or create it first with sr_lib.training.make_strategy)") from error
+        else:
+            raise ConfigError(f"config key train.strategy: unknown strategy {name!r}")
+    return _STRATEGIES[name]
+
+
+def read_tf_config() -> dict:
+    """The ``TF_CONFIG`` environment variable, checked: ``{"cluster": {"worker": ["host:port", ...]}, "task": {"type":
+    "worker", "index": i}}`` (a "chief" job is optional). Raises ConfigError saying what is wrong."""
+    example = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", '
+               '"index": 0}}\' on the first machine, "index": 1 on the second')
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        raise ConfigError(f"train.strategy=multi_worker needs the TF_CONFIG environment variable, e.g. {example}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({error}); expected e.g. {example}") from None
+    cluster = value.get("cluster") if isinstance(value, dict) else None
+    task = value.get("task") if isinstance(value, dict) else None
+    if not isinstance(cluster, dict) or not cluster.get("worker") and not cluster.get("chief"):
+        raise ConfigError(f"TF_CONFIG has no \"cluster\" with a \"worker\" list; expected e.g. {example}")
+    for job, addresses in cluster.items():
+        if not isinstance(addresses, list) or not all(isinstance(a, str) and ":" in a for a in addresses):
+            raise ConfigError(f"TF_CONFIG cluster job {job!r} must be a list of \"host:port\" strings, "
+                              f"got {addresses!r}")
+    if not isinstance(task, dict) or task.get("type") not in cluster:
+        raise ConfigError(f"TF_CONFIG \"task\" must name a job of the cluster ({', '.join(cluster)}) as \"type\", "
+                          f"got {task!r}")
+    index = task.get("index", 0)
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[task["type"]]):
+        raise ConfigError(f"TF_CONFIG task index {index!r} is not a position in cluster job {task['type']!r} "
+                          f"({len(cluster[task['type']])} task(s))")
+    return value
+
+
+def is_chief(strategy) -> bool:
+    """Whether this process writes the run directory: always, except on the non-chief workers of a multi-worker job."""
+    return bool(strategy.extended.should_checkpoint)
+
+
+def _multi_worker(strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def _check_workers_agree(strategy, value: int, what: str):
+    """Raises unless every worker of a multi-worker job holds the same ``value`` (e.g. the step it resumes from)."""
+    if not _multi_worker(strategy):
+        return
+    local = tf.constant([float(value), float(value) ** 2], tf.float64)
+    total = _all_reduce_sum(strategy, local).numpy()
+    count = strategy.num_replicas_in_sync
+    # Equal sums of the values and of their squares mean every worker holds the same value (Cauchy-Schwarz).
+    if not np.allclose(total, [count * value, count * float(value) ** 2]):
+        raise RuntimeError(f"the workers of this multi-worker job disagree about {what} (this worker: {value}, mean "
+                           f"over workers: {total[0] / count:g}): every worker must read the chief's run directory, so "
+                           "put it on storage all machines see (a gs:// bucket or a shared file system)")
+
+
+def _barrier(strategy):
+    """Waits until every worker of a multi-worker job gets here (e.g. until the chief has written the final model)."""
+    if _multi_worker(strategy):
+        _all_reduce_sum(strategy, tf.constant(1.0))
+
+
+def _all_reduce_sum(strategy, value):
+    """The sum over all replicas of ``value`` (each replica contributing it), in a ``tf.function`` as collectives
+    should be."""
+    return tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(value)),
+                                               axis=None))()
+
+
+# What TensorFlow raises in the surviving workers' collectives when a peer dies (Unavailable: connection refused or
+# the peer health check failed; FailedPrecondition: the peer restarted).
+_WORKER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+                  tf.errors.AbortedError, tf.errors.FailedPreconditionError)
+
+
+@contextlib.contextmanager
+def _worker_failures(strategy, checkpointer, run_dir):
+    """Turns a lost worker (a collective aborted by TensorFlow's peer health check, a broken connection) into a
+    WorkerFailedError that says what happened and how to resume."""
+    try:
+        yield
+    except _WORKER_ERRORS as error:
+        if not _multi_worker(strategy):
+            raise
+        text = re.sub(r"\{\{[^}]*\}\}\s*", "", str(error.message))  # Drop "{{function_node ...}}" prefixes.
+        first = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
+        latest = checkpointer.latest()
+        raise WorkerFailedError(
+            f"a worker of the multi-worker job failed or became unreachable ({type(error).__name__}: {first[:300]}); "
+            f"this worker stopped too. The latest checkpoint is kept ({latest if latest else 'none written yet'}, "
+            f"run: {run_dir}): start the same command again on every machine to resume") from None
 
 
 @contextlib.contextmanager
@@ -119,7 +257,16 @@ def build_generator(config: Config) -> keras.Model:
     m, d = config.model, config.data
     return make_generator(num_blocks=m.num_blocks, channels=m.channels, scale=d.scale, upsample=m.upsample,
                           interpolation=m.interpolation, icnr=m.icnr, batch_norm=m.batch_norm,
-                          global_residual=m.global_residual, residual_init_scale=m.residual_init_scale)
+                          global_residual=m.global_residual, residual_init_scale=m.residual_init_scale,
+                          sync_batch_norm=m.sync_batch_norm)
+
+
+def _initial_weights(path):
+    """The weights of a ``.keras`` generator (local or remote), loaded outside any strategy scope."""
+    if path is None:
+        return None
+    with storage.local_copy(path) as local:
+        return load_generator(local).get_weights()
 
 
 def _adam(config: Config, learning_rate, policy: str):
@@ -130,9 +277,10 @@ def _adam(config: Config, learning_rate, policy: str):
     return optimizer
 
 
-def _prepare_run_dir(run_dir, config: Config) -> Path:
-    """Creates the run directory, or checks that an existing one was made by the same configuration."""
-    run_dir = Path(run_dir)
+def _prepare_run_dir(run_dir, config: Config, chief: bool = True):
+    """Creates the run directory, or checks that an existing one was made by the same configuration. Only the chief
+    creates or writes it; other workers only check it."""
+    run_dir = storage.as_path(run_dir)
     saved = run_dir / "config.json"
     if saved.is_file():
         previous = Config.from_json(saved).to_dict()
@@ -142,14 +290,17 @@ def _prepare_run_dir(run_dir, config: Config) -> Path:
                              if previous.get(section, {}).get(key) != values[key])
             raise ConfigError(f"{run_dir} holds a run with a different configuration ({', '.join(changed) or 'name'});"
                               " choose another run directory to start a new run")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.to_json(saved)
+    if chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.to_json(saved)
     return run_dir
 
 
-def _fit(model, generator, optimizer, checkpointer, config: Config, run_dir: Path, train_data: TrainData,
-         steps: int, verbose) -> RunState:
-    """The loop shared by both phases: resume, fit with all callbacks, raise on divergence."""
+def _fit(model, generator, optimizer, checkpointer, config: Config, run_dir, train_data: TrainData,
+         steps: int, verbose, strategy) -> RunState:
+    """The loop shared by both phases: resume, fit with all callbacks, raise on divergence. Only the chief validates
+    and writes; every worker trains."""
+    chief = is_chief(strategy)
     per_epoch = config.train.validate_every
     state = RunState(steps_per_epoch=per_epoch)
     restored = checkpointer.restore()
@@ -159,34 +310,60 @@ def _fit(model, generator, optimizer, checkpointer, config: Config, run_dir: Pat
         state.best_psnr_y = float(restored.get("best_psnr_y", -math.inf))
         state.best_step = int(restored.get("best_step", -1))
     state.step = start
+    with _worker_failures(strategy, checkpointer, run_dir):
+        _check_workers_agree(strategy, start, "the step to resume from")
     if start < steps:
         d = config.data
         # Folding the start step into the seed makes a resumed run deterministic without replaying the stream.
         dataset = data_lib.make_train_dataset(train_data.images, hr_size=d.hr_size, scale=d.scale,
                                               batch_size=d.batch_size, seed=config.train.seed + start,
                                               blur_sigma=d.blur_sigma)
-        callbacks = [
-            NonFiniteLossGuard(state),
-            ValidationCallback(generator, train_data.valid_lr, train_data.valid_hr, d.scale, state, run_dir,
-                               batch_size=d.batch_size),
-            LearningRateLogger(optimizer),
-            CheckpointCallback(checkpointer, state),
-            ImageGridCallback(generator, train_data.valid_lr, train_data.valid_hr, d.scale, run_dir / "images",
-                              config.train.images_every // per_epoch, state),
-            CSVLog(run_dir / "log.csv", state),
-            keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False, update_freq="epoch"),
-        ]
-        model.fit(dataset, epochs=steps // per_epoch, initial_epoch=start // per_epoch, steps_per_epoch=per_epoch,
-                  shuffle=False,
-                  callbacks=callbacks, verbose=verbose)
+        # The stream is generated, not read from files: with several workers, each keeps its share of every batch.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = dataset.with_options(options)
+        callbacks = [NonFiniteLossGuard(state)]
+        if chief:
+            callbacks += [
+                ValidationCallback(generator, train_data.valid_lr, train_data.valid_hr, d.scale, state, run_dir,
+                                   batch_size=d.batch_size),
+                LearningRateLogger(optimizer),
+                CheckpointCallback(checkpointer, state),
+                ImageGridCallback(generator, train_data.valid_lr, train_data.valid_hr, d.scale, run_dir / "images",
+                                  config.train.images_every // per_epoch, state),
+                CSVLog(run_dir / "log.csv", state),
+                keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False, update_freq="epoch"),
+            ]
+        with _worker_failures(strategy, checkpointer, run_dir):
+            history = model.fit(dataset, epochs=steps // per_epoch, initial_epoch=start // per_epoch,
+                                steps_per_epoch=per_epoch, shuffle=False, callbacks=callbacks, verbose=verbose)
+        if not chief and not state.diverged:  # The chief's step comes from its validation callback.
+            state.step = start + len(history.epoch) * per_epoch
         if state.diverged:
             latest = checkpointer.latest()
             raise TrainingDivergedError(f"{state.diverged}; training stopped. The last good checkpoint is kept: "
                                         f"{latest if latest else 'none was written yet'} (run: {run_dir})")
-    save_model_atomic(generator, run_dir / "generator_final.keras")
-    if not (run_dir / "generator_best_psnr_y.keras").is_file():  # Zero-step phase: the final one is the best.
-        save_model_atomic(generator, run_dir / "generator_best_psnr_y.keras")
+    if chief:
+        save_model_atomic(generator, run_dir / "generator_final.keras")
+        if not (run_dir / "generator_best_psnr_y.keras").is_file():  # Zero-step phase: the final one is the best.
+            save_model_atomic(generator, run_dir / "generator_best_psnr_y.keras")
+    with _worker_failures(strategy, checkpointer, run_dir):
+        _barrier(strategy)  # The other workers go on (e.g. to load this phase's generator) once the chief has saved.
+    if not chief:  # The best step is the chief's, found by its validation and stored in its last checkpoint.
+        latest = checkpointer.latest()
+        if latest is not None:
+            saved = json.loads((latest / "state.json").read_text())
+            state.best_psnr_y = float(saved.get("best_psnr_y", -math.inf))
+            state.best_step = int(saved.get("best_step", -1))
     return state
+
+
+def _check_batch(config: Config, strategy):
+    replicas = strategy.num_replicas_in_sync
+    if config.data.batch_size % replicas:
+        raise ConfigError(f"config key data.batch_size: {config.data.batch_size} is the global batch, split evenly "
+                          f"across the {replicas} replicas of train.strategy={config.train.strategy}; use a multiple "
+                          f"of {replicas}")
 
 
 def _result(run_dir, state: RunState, vgg_weights) -> RunResult:
@@ -222,26 +399,84 @@ def pretrain(config: Config, run_dir, train_data: TrainData | None = None, initi
         learning_rate: a rate or schedule; default ``train.learning_rate`` with ``train.pretrain_schedule``.
     """
     steps = config.train.pretrain_steps if steps is None else steps
-    run_dir = _prepare_run_dir(run_dir, config)
+    strategy = make_strategy(config.train.strategy)  # First: a multi-worker strategy must precede any TF work.
+    _check_batch(config, strategy)
+    run_dir = _prepare_run_dir(run_dir, config, is_chief(strategy))
     train_data = train_data or prepare_data(config)
     policy = resolve_precision(config.train.mixed_precision)
-    with _precision(policy), make_strategy(config.train.strategy).scope():
+    initial_weights = _initial_weights(initial_generator)
+    with _precision(policy), strategy.scope():
         keras.utils.set_random_seed(config.train.seed)  # Same initial weights for the same config.
         generator = build_generator(config)
-        if initial_generator is not None:
-            generator.set_weights(load_generator(initial_generator).get_weights())
+        if initial_weights is not None:
+            generator.set_weights(initial_weights)
         optimizer = _adam(config, _pretrain_schedule(config, steps) if learning_rate is None else learning_rate, policy)
-        # fit() drives a functional twin sharing the generator's layers, so the generator itself stays uncompiled and
-        # its saved .keras files hold the network alone (no optimizer, no loss to resolve when loading).
-        trainer = keras.Model(generator.inputs, generator.outputs, name="srresnet_trainer")
-        trainer.compile(optimizer=optimizer, loss=losses_lib.PIXEL_LOSSES[config.train.pretrain_loss])
-        optimizer.build(trainer.trainable_variables)
+        # fit() drives a trainer holding the generator, so the generator itself stays uncompiled and its saved .keras
+        # files hold the network alone (no optimizer, no loss to resolve when loading).
+        trainer = PixelTrainer(generator, losses_lib.PIXEL_LOSSES[config.train.pretrain_loss])
+        trainer.compile(optimizer=optimizer)
+        optimizer.build(generator.trainable_variables)
         checkpointer = Checkpointer(run_dir / "checkpoints", {"generator": generator}, {"optimizer": optimizer})
-        state = _fit(trainer, generator, optimizer, checkpointer, config, run_dir, train_data, steps, verbose)
+        state = _fit(trainer, generator, optimizer, checkpointer, config, run_dir, train_data, steps, verbose,
+                     strategy)
     return _result(run_dir, state, None)
 
 
-class SRGAN(keras.Model):
+class _DistributedFit:
+    """Base of the two trainers, for ``fit`` under any ``tf.distribute`` strategy. Under ``MultiWorkerMirroredStrategy``
+    Keras 3.15's ``fit`` fails twice, and this works around both:
+
+    - it begins by averaging a sample batch across the replicas for a symbolic build, even with nothing left to build,
+      and that reduce fails ("Attempt to convert a value (PerReplica...)", keras-team/keras#20585). Here every layer
+      and optimizer is built before ``fit`` and no loss or metric is compiled, so the build is skipped, as ``fit``
+      does without a strategy;
+    - it averages the logged values across workers with ``reduce("MEAN", axis=0)``, which fails on scalars, so there
+      ``train_step`` returns each replica's mean with a leading axis of length 1; averaged over the replicas (equal
+      shares), they give the mean over the global batch.
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        return None
+
+    def _logs(self, trackers) -> dict:
+        logs = {tracker.name: tracker.result() for tracker in trackers}
+        if _multi_worker(tf.distribute.get_strategy()):
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
+
+class PixelTrainer(_DistributedFit, keras.Model):
+    """Phase 1: the generator trained with a pixel loss (a mean over the batch); ``fit`` drives ``train_step`` and logs
+    ``loss``. Under a multi-replica strategy each replica's loss is divided by the number of replicas, so the summed
+    gradients are those of the mean over the global batch."""
+
+    def __init__(self, generator, pixel_loss, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.pixel_loss = pixel_loss
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    def call(self, inputs, training=False):
+        return self.generator(inputs, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def train_step(self, batch):
+        lr, hr = batch
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            sr = self.generator(lr, training=True)
+            loss = self.pixel_loss(hr, sr)
+            scaled = self.optimizer.scale_loss(loss / replicas)
+        variables = self.generator.trainable_variables
+        self.optimizer.apply(tape.gradient(scaled, variables), variables)
+        self.loss_tracker.update_state(loss)
+        return self._logs([self.loss_tracker])
+
+
+class SRGAN(_DistributedFit, keras.Model):
     """Generator and discriminator trained together; ``fit`` drives ``train_step``.
 
     Each step runs the generator once on the LR batch and the discriminator once on HR and once on SR, records both
@@ -301,7 +536,7 @@ class SRGAN(keras.Model):
                   "d_fake_logit": tf.reduce_mean(tf.cast(fake_logits, tf.float32))}
         for name, value in values.items():
             self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        return self._logs(self.trackers.values())
 
 
 _AUTO_VGG = {}
@@ -351,18 +586,21 @@ def train_gan(config: Config, run_dir, pretrained_generator, train_data: TrainDa
         # Same steps and learning-rate schedule as the GAN variants, so the comparison differs only in the loss.
         return pretrain(config, run_dir, train_data, initial_generator=pretrained_generator,
                         steps=config.train.gan_steps, verbose=verbose, learning_rate=_gan_schedule(config))
-    run_dir = _prepare_run_dir(run_dir, config)
+    strategy = make_strategy(config.train.strategy)  # First: a multi-worker strategy must precede any TF work.
+    _check_batch(config, strategy)
+    run_dir = _prepare_run_dir(run_dir, config, is_chief(strategy))
     train_data = train_data or prepare_data(config)
     policy = resolve_precision(config.train.mixed_precision)
     t, m, d = config.train, config.model, config.data
-    with _precision(policy), make_strategy(t.strategy).scope():
+    initial_weights = _initial_weights(pretrained_generator)
+    with _precision(policy), strategy.scope():
         # Same initial weights for the same config: every variant of a comparison starts from the same discriminator.
         keras.utils.set_random_seed(t.seed)
         generator = build_generator(config)
-        if pretrained_generator is not None:
-            generator.set_weights(load_generator(pretrained_generator).get_weights())
+        if initial_weights is not None:
+            generator.set_weights(initial_weights)
         discriminator = make_discriminator(hr_size=d.hr_size if m.discriminator_fixed_size else None,
-                                           channels=m.discriminator_channels)
+                                           channels=m.discriminator_channels, sync_batch_norm=m.sync_batch_norm)
         g_optimizer = _adam(config, _gan_schedule(config), policy)
         d_optimizer = _adam(config, _gan_schedule(config), policy)
         objective, adversarial, content = make_generator_loss(config)
@@ -373,20 +611,18 @@ def train_gan(config: Config, run_dir, pretrained_generator, train_data: TrainDa
         d_optimizer.build(discriminator.trainable_variables)
         checkpointer = Checkpointer(run_dir / "checkpoints", {"generator": generator, "discriminator": discriminator},
                                     {"g_optimizer": g_optimizer, "d_optimizer": d_optimizer})
-        state = _fit(gan, generator, g_optimizer, checkpointer, config, run_dir, train_data, t.gan_steps, verbose)
+        state = _fit(gan, generator, g_optimizer, checkpointer, config, run_dir, train_data, t.gan_steps, verbose,
+                     strategy)
     return _result(run_dir, state, getattr(content, "vgg_weights", None))
 
 
 def read_log(run_dir) -> list[dict]:
-    """The rows of a run's ``log.csv`` as dicts of floats (empty if none yet)."""
-    path = Path(run_dir) / "log.csv"
+    """The rows of a run's ``log.csv`` (local or remote) as dicts of floats (empty if none yet)."""
+    path = storage.as_path(run_dir) / "log.csv"
     if not path.is_file():
         return []
-    rows = []
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            rows.append({key: _to_float(value) for key, value in row.items()})
-    return rows
+    return [{key: _to_float(value) for key, value in row.items()}
+            for row in csv.DictReader(io.StringIO(path.read_text(), newline=""))]
 
 
 def _to_float(value):

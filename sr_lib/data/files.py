@@ -1,12 +1,19 @@
-"""Finding and decoding images: any folder, the DIV2K layout, or scikit-image's bundled photographs."""
+"""Finding and decoding images: any folder, the DIV2K layout, or scikit-image's bundled photographs.
 
+Folders and files may also be ``tf.io.gfile`` URLs (``gs://bucket/DIV2K``; see :mod:`sr_lib.storage`).
+"""
+
+import io
 import os
+import posixpath
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from sr_lib import storage
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # Compared case-insensitively.
 DIV2K_FOLDERS = {"train": "DIV2K_train_HR", "valid": "DIV2K_valid_HR"}
@@ -28,12 +35,15 @@ def find_images(folder, recursive=True) -> list[str]:
     Hidden files and folders (names starting with ".", such as macOS "._x.jpg" resource forks) are skipped.
 
     Args:
-        folder: the folder to search, e.g. a DIV2K_train_HR or COCO train2017 folder.
+        folder: the folder to search, e.g. a DIV2K_train_HR or COCO train2017 folder, or a URL such as
+            ``gs://bucket/DIV2K_train_HR``.
         recursive: also search sub-folders.
 
     Raises:
         DataError: the folder does not exist or holds no image.
     """
+    if storage.is_url(folder):
+        return _find_remote_images(str(folder), recursive)
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise DataError(f"image folder not found: {root}" if not root.exists() else f"not a folder: {root}")
@@ -45,6 +55,28 @@ def find_images(folder, recursive=True) -> list[str]:
                         + ("" if recursive else " (sub-folders not searched)"))
     # Sorting on the relative POSIX path gives the same order on every OS and file system, hence the same crops.
     return [str(path) for path in sorted(paths, key=lambda path: path.relative_to(root).as_posix())]
+
+
+def _find_remote_images(root, recursive):
+    import tensorflow as tf
+
+    root = str(storage.URLPath(root))
+    if not tf.io.gfile.isdir(root):
+        raise DataError(f"image folder not found: {root}" if not tf.io.gfile.exists(root) else f"not a folder: {root}")
+    found = []  # (relative POSIX path, URL)
+    for folder, subfolders, files in tf.io.gfile.walk(root):
+        folder = folder.rstrip("/")
+        relative = folder[len(root):].strip("/")
+        if any(part.startswith(".") for part in relative.split("/") if part):
+            continue
+        found += [(posixpath.join(relative, name), f"{folder}/{name}") for name in files
+                  if posixpath.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not name.startswith(".")]
+        if not recursive:
+            break
+    if not found:
+        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {root}"
+                        + ("" if recursive else " (sub-folders not searched)"))
+    return [url for _, url in sorted(found)]
 
 
 def split_holdout(paths, count) -> tuple[list, list]:
@@ -64,6 +96,8 @@ def split_holdout(paths, count) -> tuple[list, list]:
 
 def is_div2k(root) -> bool:
     """Whether ``root`` holds DIV2K_train_HR/ or DIV2K_valid_HR/."""
+    if storage.is_url(root):
+        return any((storage.URLPath(root) / name).is_dir() for name in DIV2K_FOLDERS.values())
     return any((Path(root).expanduser() / name).is_dir() for name in DIV2K_FOLDERS.values())
 
 
@@ -75,10 +109,11 @@ def find_div2k(root, split="train") -> list[str]:
         split: "train" or "valid".
     """
     _check_split(split, DIV2K_FOLDERS)
-    folder = Path(root).expanduser() / DIV2K_FOLDERS[split]
+    base = storage.URLPath(root) if storage.is_url(root) else Path(root).expanduser()
+    folder = base / DIV2K_FOLDERS[split]
     if not folder.is_dir():
         raise DataError(f"DIV2K {split} folder not found: {folder} (unpack {DIV2K_FOLDERS[split]}.zip from "
-                        f"https://data.vision.ee.ethz.ch/cvl/DIV2K/ into {Path(root).expanduser()})")
+                        f"https://data.vision.ee.ethz.ch/cvl/DIV2K/ into {base})")
     return find_images(folder)
 
 
@@ -114,6 +149,10 @@ def default_images(split="train") -> list[np.ndarray]:
     return [np.ascontiguousarray(_bundled_image(name)[..., :3], dtype=np.uint8) for name in DEFAULT_IMAGES[split]]
 
 
+def _is_file(path) -> bool:
+    return storage.URLPath(path).is_file() if storage.is_url(path) else Path(path).expanduser().is_file()
+
+
 def _check_split(split, known):
     if split not in known:
         raise ValueError(f"unknown split {split!r}; expected one of {tuple(known)}")
@@ -141,6 +180,8 @@ def decode_image(path) -> np.ndarray:
 
 
 def _decode(path):
+    if storage.is_url(path):  # Read the object whole through tf.io.gfile; Pillow decodes from memory.
+        path = io.BytesIO(storage.URLPath(path).read_bytes())
     with Image.open(path) as image:
         # load() decodes every byte now, so a truncated file fails here rather than mid-epoch. We do not set
         # ImageFile.LOAD_TRUNCATED_IMAGES: it would silently fill the missing part with grey.
@@ -238,7 +279,7 @@ def resolve_images(source=None, split="train", min_size=0, strict=False) -> list
         raise DataError("empty data source; use None for the bundled default images, or a folder")
     if isinstance(source, (list, tuple)):
         paths = source
-    elif Path(source).expanduser().is_file():
+    elif _is_file(source):
         paths = [source]
     elif is_div2k(source):
         paths = find_div2k(source, split)

@@ -1,0 +1,211 @@
+"""Local paths and remote ``tf.io.gfile`` URLs behind one small interface, so that data folders, run directories
+(checkpoints, logs, models) and exports may live in a bucket (``gs://bucket/...`` on Google Cloud Storage), or in
+TensorFlow's in-memory file system (``ram://...``, used by the tests).
+
+A path is remote when it contains ``://``. Local paths keep their ``pathlib.Path`` behaviour (including atomic
+renames); remote ones become a :class:`URLPath`, which offers the part of the ``Path`` interface the library uses and
+reaches the data through ``tf.io.gfile``. Object stores have no atomic rename: a remote file is written as one object,
+which Cloud Storage makes visible only once the upload is complete, and anything that needs several files to be
+complete together (a checkpoint) says so with a write that comes last (see :mod:`sr_lib.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+
+
+def is_url(path) -> bool:
+    """Whether ``path`` is a remote URL (``gs://...``, ``ram://...``): any path holding ``://``."""
+    return path is not None and "://" in str(path)
+
+
+def _gfile():
+    import tensorflow as tf  # Only remote paths need TensorFlow here.
+
+    return tf.io.gfile
+
+
+class URLPath:
+    """A ``pathlib``-like handle on a ``tf.io.gfile`` URL: ``/``, ``name``, ``parent``, ``exists()``, ``read_text()``...
+
+    It deliberately has no ``__fspath__``: handing it to ``open()`` or ``os`` functions fails loudly instead of
+    writing to a local folder named ``gs:``.
+    """
+
+    def __init__(self, url):
+        scheme, sep, rest = str(url).partition("://")
+        if not sep or not scheme or not rest.strip("/"):
+            raise ValueError(f"not a URL with a scheme and a path: {url!r}")
+        while "//" in rest:
+            rest = rest.replace("//", "/")
+        self._scheme, self._rest = scheme, rest.rstrip("/")
+
+    def __str__(self):
+        return f"{self._scheme}://{self._rest}"
+
+    def __repr__(self):
+        return f"URLPath({str(self)!r})"
+
+    def __eq__(self, other):
+        return isinstance(other, URLPath) and str(self) == str(other)
+
+    def __hash__(self):
+        return hash(str(self))
+
+    def __truediv__(self, other):
+        return URLPath(f"{self}/{str(other).lstrip('/')}")
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self._rest)
+
+    @property
+    def parent(self) -> "URLPath":
+        head = posixpath.dirname(self._rest)
+        return URLPath(f"{self._scheme}://{head}") if head else self
+
+    @property
+    def stem(self) -> str:
+        return PurePosixPath(self.name).stem
+
+    @property
+    def suffix(self) -> str:
+        return PurePosixPath(self.name).suffix
+
+    def with_name(self, name) -> "URLPath":
+        return self.parent / name
+
+    def exists(self) -> bool:
+        return _gfile().exists(str(self))
+
+    def is_dir(self) -> bool:
+        return _gfile().isdir(str(self))
+
+    def is_file(self) -> bool:
+        return self.exists() and not self.is_dir()
+
+    def mkdir(self, parents=False, exist_ok=False):
+        _gfile().makedirs(str(self))
+
+    def iterdir(self):
+        for child in sorted(_gfile().listdir(str(self))):
+            yield self / child.rstrip("/")  # Cloud Storage lists sub-folders as "name/".
+
+    def glob(self, pattern) -> list:
+        return [URLPath(path) for path in sorted(_gfile().glob(str(self / pattern)))]
+
+    def read_bytes(self) -> bytes:
+        with _gfile().GFile(str(self), "rb") as handle:
+            return handle.read()
+
+    def read_text(self) -> str:
+        return self.read_bytes().decode("utf-8")
+
+    def write_bytes(self, data: bytes):
+        _before_overwrite(self)
+        with _gfile().GFile(str(self), "wb") as handle:
+            handle.write(data)
+
+    def write_text(self, text: str):
+        self.write_bytes(text.encode("utf-8"))
+
+
+def _before_overwrite(path: URLPath):
+    """Makes the parent folder (``ram://`` lists only folders made explicitly; on ``gs://`` it is a marker object).
+    TensorFlow's in-memory file system also appends when an existing file is opened for writing or copied over, so
+    there the file is removed first. Object stores replace an object whole on write: nothing is removed, and a reader
+    never sees the file missing."""
+    _gfile().makedirs(str(path.parent))
+    if str(path).startswith("ram://") and path.exists():
+        _gfile().remove(str(path))
+
+
+def as_path(path):
+    """``path`` as a ``URLPath`` when it is a URL, else as a ``pathlib.Path``."""
+    if isinstance(path, (URLPath, Path)):
+        return path
+    return URLPath(path) if is_url(path) else Path(os.fspath(path))
+
+
+def write_text(path, text: str):
+    """Writes a small text file whole: locally to a temporary name, flushed, then renamed into place (atomic on
+    POSIX); remotely as one object."""
+    path = as_path(path)
+    if isinstance(path, URLPath):
+        path.write_text(text)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def upload(local_file, destination):
+    """Copies a finished local file to ``destination`` whole (remote: one object; local: a temporary name, then a
+    rename), so a reader never sees it half-written."""
+    destination = as_path(destination)
+    if isinstance(destination, URLPath):
+        _before_overwrite(destination)
+        _gfile().copy(os.fspath(local_file), str(destination), overwrite=True)
+        return
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = destination.with_name(destination.name + ".tmp")
+    shutil.copyfile(local_file, tmp)
+    os.replace(tmp, destination)
+
+
+@contextlib.contextmanager
+def local_copy(path):
+    """A local path with the content of ``path`` (a file or a flat folder): ``path`` itself when it is local, else a
+    temporary download that is removed afterwards. The local name keeps the remote one (Keras checks suffixes)."""
+    path = as_path(path)
+    if not isinstance(path, URLPath):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="sr_lib_") as tmp:
+        target = Path(tmp) / path.name
+        if path.is_dir():
+            target.mkdir()
+            for child in path.iterdir():
+                if not child.is_dir():
+                    _gfile().copy(str(child), os.fspath(target / child.name), overwrite=True)
+        else:
+            _gfile().copy(str(path), os.fspath(target), overwrite=True)
+        yield target
+
+
+def rmtree(path):
+    """Removes a folder and everything in it, if it exists."""
+    path = as_path(path)
+    if not isinstance(path, URLPath):
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    if not path.exists():
+        return
+    import tensorflow as tf
+
+    try:
+        _gfile().rmtree(str(path))
+    except tf.errors.NotFoundError:  # ram:// folders made implicitly by writing files in them: remove file by file.
+        for folder, _, files in list(_gfile().walk(str(path), topdown=False)):
+            for name in files:
+                _gfile().remove(f"{folder.rstrip('/')}/{name}")
+
+
+def remove(path):
+    """Removes a file if it exists."""
+    path = as_path(path)
+    if isinstance(path, URLPath):
+        if path.exists():
+            _gfile().remove(str(path))
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
