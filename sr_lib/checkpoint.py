@@ -68,7 +68,7 @@ class Checkpointer:
         if final.exists():  # Re-saving the same step (e.g. after a resume): replace it whole.
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _write_text(self.directory / "latest", final.name + "\n")
+        storage.write_text(self.directory / "latest", final.name + "\n")
         self._prune()
         return final
 
@@ -148,17 +148,8 @@ def _remove_checkpoint(path):
     storage.rmtree(path)
 
 
-def _write_text(path: Path, text: str):
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, value: dict):
-    _write_text(path, json.dumps(value, indent=2) + "\n")
+    storage.write_text(path, json.dumps(value, indent=2) + "\n")
 
 
 def _fsync_dir(path: Path):

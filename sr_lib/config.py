@@ -13,7 +13,7 @@ import math
 import typing
 from dataclasses import dataclass, field
 
-from sr_lib.storage import URLPath, as_path
+from sr_lib.storage import as_path, write_text
 
 # Values of train.strategy (see TrainConfig.strategy and sr_lib.training.make_strategy).
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -108,7 +108,7 @@ class Config:
     def to_json(self, path=None) -> str:
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
         if path is not None:
-            _atomic_write_text(path, text)
+            write_text(path, text)  # Whole or not at all: a temporary name then a rename, or one remote object.
         return text
 
     @classmethod
@@ -245,17 +245,6 @@ def validate(config: Config) -> Config:
     _check(t.strategy in STRATEGIES, "train.strategy",
            f"must be one of {', '.join(STRATEGIES)}, got {t.strategy!r}")
     return config
-
-
-def _atomic_write_text(path, text: str):
-    path = as_path(path)
-    if isinstance(path, URLPath):  # One object: visible only once complete.
-        path.write_text(text)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _paper() -> Config:
