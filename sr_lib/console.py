@@ -23,10 +23,13 @@ import warnings
 _started = False
 # Reads the C++ log lines on stdin, writes the ones that are not start-up chatter to stdout (the terminal). A separate
 # process, so that it outlives a crash of the command and still passes on the reason.
-_FILTER = r"""
+# TensorFlow's start-up chatter: absl's pre-initialisation notice, info/warning lines, the CPU-instructions line and
+# CUDA start-up errors on a machine without a GPU (also stripped from executed notebooks by notebook_runner).
+CHATTER = (r"WARNING: All log messages before absl::InitializeLog|[IW][0-9]{4} [0-9:. ]+ +[0-9]+ [^ ]+:[0-9]+\]"
+           r"|To enable the following instructions|E[0-9]{4} [0-9:. ]+ +[0-9]+ [^ ]*cuda[^ ]*:[0-9]+\]")
+_FILTER = rf"""
 import re, sys
-chatter = re.compile(rb"WARNING: All log messages before absl::InitializeLog|[IW][0-9]{4} [0-9:. ]+ +[0-9]+ [^ ]+:[0-9]+\]"
-                     rb"|To enable the following instructions|E[0-9]{4} [0-9:. ]+ +[0-9]+ [^ ]*cuda[^ ]*:[0-9]+\]")
+chatter = re.compile({CHATTER!r}.encode())
 for line in sys.stdin.buffer:
     if not chatter.match(line):
         sys.stdout.buffer.write(line)

@@ -47,3 +47,11 @@ def uint8_to_unit_exact(images):
     the float model's."""
     table = tf.constant([level / 255.0 for level in range(256)], tf.float32)
     return tf.gather(table, tf.cast(images, tf.int32))
+
+
+def stretch(images):
+    """Any image rescaled to fill [0, 1] (its own min -> 0, max -> 1), for display only: makes the faint structure of
+    an untrained network's nearly flat output visible. A constant image becomes 0."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    low, high = tf.reduce_min(images), tf.reduce_max(images)
+    return tf.math.divide_no_nan(images - low, high - low)

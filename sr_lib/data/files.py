@@ -236,6 +236,24 @@ def load_images(paths, min_size=0, strict=False) -> tuple[list[np.ndarray], list
     return images, problems
 
 
+def inspect_images(paths) -> list[dict]:
+    """What decoding makes of each file: its stored mode and size, and the array it decodes to or why it is skipped.
+
+    For a look at a folder before training (notebook 01), not used by training itself.
+    """
+    rows = []
+    for path in map(os.fspath, paths):
+        try:
+            with Image.open(io.BytesIO(storage.URLPath(path).read_bytes()) if storage.is_url(path) else path) as image:
+                stored = f"{image.format} {image.mode} {image.width}x{image.height}"
+        except Exception as error:  # See decode_image: any failure to read the header is a reason, not a crash.
+            stored = f"unreadable header ({type(error).__name__})"
+        image, reason = _try_decode(path)
+        rows.append({"file": os.path.basename(path), "stored as": stored,
+                     "decoded to": reason or f"RGB {image.dtype} {image.shape[0]}x{image.shape[1]}"})
+    return rows
+
+
 def _try_decode(path):
     try:
         return _decode(path), None
