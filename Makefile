@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench lab clean
+.PHONY: setup test demo bench notebooks lab clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,12 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m sr_lib.bench --out benchmarks/results.json
 	$(BIN)/python -m sr_lib.bench_inference --out benchmarks/inference.json
+
+# The six numbered notebooks, executed at the demo setting on this machine and written in place with their outputs
+# (notebooks/NN_name.py are the sources; see notebooks/README.md). Their runs start afresh under runs/notebooks.
+notebooks: $(STAMP)
+	rm -rf runs/notebooks
+	$(BIN)/python -m sr_lib.notebook_runner --setting demo
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

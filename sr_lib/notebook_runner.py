@@ -37,11 +37,12 @@ _SHARED_BENCHMARKS = ["../../shared/sr-benchmarks/Set5/HR", "../../shared/sr-ben
 SETTINGS = {
     # CPU minutes: what the committed notebooks show (make notebooks).
     "demo": {"PRESET": "demo", "DATA": None, "VGG_WEIGHTS": "auto", "LIVE_STEPS": 200, "THROUGHPUT_STEPS": 100,
-             "BENCHMARKS": _SHARED_BENCHMARKS, "MAX_IMAGES": None, "VARIANTS": None, "PHOTO_SIDE": 512,
+             "BENCHMARKS": _SHARED_BENCHMARKS, "MAX_IMAGES": None, "VARIANTS": None,
+             "PRETRAINED": "../saved_models/srresnet_x4/srresnet_x4.keras", "PHOTO_SIDE": 512,
              "TILE": 128, "TFLITE": True},
     # CPU seconds: what CI executes (tests/test_notebooks.py); toy models, a few steps, two images per set.
     "smoke": {"PRESET": "ci", "DATA": None, "VGG_WEIGHTS": None, "LIVE_STEPS": 4, "THROUGHPUT_STEPS": 5,
-              "BENCHMARKS": _SHARED_BENCHMARKS[:1], "MAX_IMAGES": 2, "VARIANTS": ["mse", "perpix_modified"],
+              "BENCHMARKS": _SHARED_BENCHMARKS[:1], "MAX_IMAGES": 2, "VARIANTS": ["srresnet_mse", "perpix_modified"], "PRETRAINED": None,
               "PHOTO_SIDE": 96, "TILE": 32, "TFLITE": False},
 }
 

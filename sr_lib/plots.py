@@ -69,6 +69,84 @@ def plot_psnr_curves(curves, path, baseline=None, title=None, ylabel="PSNR-Y (dB
     return _save(figure, path, dpi)
 
 
+def plot_logit_curves(runs, path, title=None, dpi=100):
+    """GAN health: one small panel per run with the discriminator's mean logits on real (HR) and fake (SR) images
+    against the step. Real far above fake for long means the discriminator wins easily and the generator's adversarial
+    gradient fades; both drifting together means the critic's offset is free (Wasserstein).
+
+    Args:
+        runs: Non-empty dict of run name -> (steps, real_logits, fake_logits), three sequences of equal length.
+        path: PNG file to write.
+        title: Optional figure title.
+        dpi: Resolution of the saved file.
+
+    Returns:
+        `path` as a string.
+    """
+    if not runs:
+        raise ValueError("plot_logit_curves needs at least one run, got none")
+    columns = min(3, len(runs))
+    rows = -(-len(runs) // columns)
+    figure = Figure(figsize=(4.2 * columns, 3.0 * rows))
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for axes, (name, curve) in zip(grid.ravel(), runs.items()):
+        steps, real, fake = (np.asarray(part, dtype=float).ravel() for part in curve)
+        if not len(steps) == len(real) == len(fake):
+            raise ValueError(f"run {name!r}: steps, real and fake logits must have equal lengths")
+        axes.plot(steps, real, marker="o", markersize=3, label="real (HR)")
+        axes.plot(steps, fake, marker="o", markersize=3, label="fake (SR)")
+        axes.axhline(0.0, color="gray", linewidth=0.8)
+        axes.set_title("\n".join(textwrap.wrap(str(name), 40)), fontsize=9)
+        axes.set_xlabel("step")
+        axes.set_ylabel("mean D logit")
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize=8)
+    for axes in grid.ravel()[len(runs):]:
+        axes.set_axis_off()
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path, dpi)
+
+
+def plot_bars(values, path, ylabel, title=None, baseline=0.0, dpi=100):
+    """Grouped bars: one group per item (e.g. image), one bar per series (e.g. model), with a reference line.
+
+    Args:
+        values: Non-empty dict of series name -> dict of item name -> value; items are shown in the first series'
+            order.
+        path: PNG file to write.
+        ylabel: Y axis label, e.g. "PSNR-Y gain over bicubic (dB)".
+        title: Optional figure title.
+        baseline: Value of the horizontal reference line (None for none).
+        dpi: Resolution of the saved file.
+
+    Returns:
+        `path` as a string.
+    """
+    if not values or not all(values.values()):
+        raise ValueError("plot_bars needs at least one non-empty series")
+    items = list(next(iter(values.values())))
+    width = 0.8 / len(values)
+    figure = Figure(figsize=(max(6.0, 0.6 * len(items) * len(values) + 2), 4.0))
+    axes = figure.add_subplot()
+    positions = np.arange(len(items))
+    for index, (name, series) in enumerate(values.items()):
+        heights = [float(series.get(item, np.nan)) for item in items]
+        axes.bar(positions + (index - (len(values) - 1) / 2) * width, heights, width, label=str(name))
+    if baseline is not None:
+        axes.axhline(baseline, color="gray", linewidth=0.8)
+    axes.set_xticks(positions, [str(item) for item in items], rotation=45 if len(items) > 6 else 0, ha="right"
+                    if len(items) > 6 else "center")
+    axes.set_ylabel(ylabel)
+    if title:
+        axes.set_title(title)
+    axes.grid(True, axis="y", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    return _save(figure, path, dpi)
+
+
 def save_image_grid(rows, path, titles=None, cell_inches=None, dpi=100):
     """Saves images side by side, e.g. one row per test image: LR, bicubic, each model, HR.
 
