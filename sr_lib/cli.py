@@ -98,13 +98,15 @@ def cmd_compare(args):
 def cmd_evaluate(args):
     from tqdm import tqdm
 
+    from sr_lib import storage
     from sr_lib.evaluate import (METRIC_NAMES, benchmark_name, evaluate_images, load_benchmark, load_model,
                                  method_labels, resolve_scale)
 
     models = list(zip(method_labels(args.model), [load_model(path) for path in args.model]))
     scale = resolve_scale(models, args.scale)
-    out = Path(args.out or Path("runs") / "evaluate")
-    out.mkdir(parents=True, exist_ok=True)
+    out = storage.as_path(args.out or Path("runs") / "evaluate")
+    with storage.gfile_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
     results = []
     for folder in tqdm(args.data, desc="datasets", disable=len(args.data) < 2):
         names, images = load_benchmark(folder)
@@ -120,7 +122,8 @@ def cmd_evaluate(args):
               " ".join(f"{evaluation.means[key]:9.4f}" for key in METRIC_NAMES))
     payload = [{"dataset": e.dataset, "method": e.method, "means": e.means, "per_image": e.per_image}
                for e in results]
-    (out / "evaluation.json").write_text(json.dumps(payload, indent=2) + "\n")
+    with storage.gfile_errors(out / "evaluation.json"):
+        storage.write_text(out / "evaluation.json", json.dumps(payload, indent=2) + "\n")
     if args.save_images:
         print(f"SR images (uint8 PNG, as measured): {out / 'images'}/<dataset>/<method>/")
     print(f"run directory: {out}")
@@ -144,6 +147,7 @@ def cmd_upscale(args):
 
 
 def cmd_export(args):
+    from sr_lib import storage
     from sr_lib.export import TFLITE_FILE, export_generator
 
     metadata = export_generator(args.model, args.out, tflite=args.tflite, config_path=args.config,
@@ -153,9 +157,9 @@ def cmd_export(args):
         print(f"  {name}: {text}")
     known = [what for what, key in (("training config", "training_config"), ("metrics", "metrics")) if metadata[key]]
     print(f"  stored with it: scale, receptive field{''.join(', ' + k for k in known)}: "
-          f"{Path(args.out) / 'assets.extra' / 'sr_lib.json'} (also the 'metadata' endpoint)")
+          f"{storage.as_path(args.out) / 'assets.extra' / 'sr_lib.json'} (also the 'metadata' endpoint)")
     if args.tflite:
-        print(f"tflite: {Path(args.out) / TFLITE_FILE}")
+        print(f"tflite: {storage.as_path(args.out) / TFLITE_FILE}")
 
 
 def cmd_interpolate(args):
@@ -190,18 +194,23 @@ def make_parser():
     interpolate.set_defaults(func=cmd_interpolate)
     evaluate = commands.add_parser("evaluate", help="PSNR/SSIM (Y, border = scale; and RGB) of models and bicubic")
     evaluate.add_argument("--model", action="append", default=[], metavar="MODEL",
-                          help="generator .keras file or exported SavedModel folder; repeatable (one table); omit to "
-                               "evaluate bicubic only")
-    evaluate.add_argument("--data", nargs="+", required=True, metavar="DIR", help="folders of HR images")
+                          help="generator .keras file or exported SavedModel folder (or a gs://... URL); repeatable (one "
+                               "table); omit to evaluate bicubic only")
+    evaluate.add_argument("--data", nargs="+", required=True, metavar="DIR",
+                          help="folders of HR images (local or gs://... URLs)")
     evaluate.add_argument("--scale", type=int, help="upscaling factor (default: the models', else 4)")
     evaluate.add_argument("--save-images", action="store_true",
                           help="also write every SR image (uint8 PNG, as measured) under OUT/images/")
-    evaluate.add_argument("--out", help="where evaluation.json goes (default: runs/evaluate)")
+    evaluate.add_argument("--out", help="where evaluation.json goes: a folder or a gs://... URL (default: "
+                                        "runs/evaluate)")
     evaluate.set_defaults(func=cmd_evaluate)
     upscale = commands.add_parser("upscale", help="super-resolve image files/folders with a .keras or exported model")
-    upscale.add_argument("--model", required=True, help="generator .keras file or SavedModel folder from `export`")
-    upscale.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders (recursive)")
-    upscale.add_argument("--out", required=True, help="output folder: <stem>_x<scale>.png (never over an input)")
+    upscale.add_argument("--model", required=True, help="generator .keras file or SavedModel folder from `export` "
+                                                        "(local or gs://...)")
+    upscale.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders (recursive; local or "
+                                                                    "gs://...)")
+    upscale.add_argument("--out", required=True, help="output folder, local or gs://...: <stem>_x<scale>.png (never "
+                                                      "over an input)")
     upscale.add_argument("--tile", type=int, help="kept tile side in LR pixels (each tile also reads the network's "
                                                   "receptive field around it; the result equals whole-image "
                                                   "inference); 0 = whole image; default: sized for about 0.5 GiB "
@@ -210,8 +219,9 @@ def make_parser():
     upscale.set_defaults(func=cmd_upscale)
     export = commands.add_parser("export", help="write a generator as a TensorFlow SavedModel (uint8 and float "
                                                 "endpoints, metadata), optionally TFLite")
-    export.add_argument("--model", required=True, help="generator .keras file")
-    export.add_argument("--out", required=True, help="SavedModel folder to create, e.g. saved_models/NAME")
+    export.add_argument("--model", required=True, help="generator .keras file (local or gs://...)")
+    export.add_argument("--out", required=True, help="SavedModel folder to create, e.g. saved_models/NAME or "
+                                                     "gs://bucket/models/NAME (uploaded with saved_model.pb last)")
     export.add_argument("--tflite", action="store_true", help="also write OUT/model.tflite (dynamic H, W)")
     export.add_argument("--config", help="training config.json to store (default: config.json beside the model)")
     export.add_argument("--metrics", help="log.csv or evaluation.json to store (default: log.csv beside the model)")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from sr_lib import metrics, ranges
+from sr_lib import metrics, ranges, storage
 from sr_lib.data import bicubic_downsample, bicubic_upscale, find_images, load_images
 
 METRIC_NAMES = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "color_shift")
@@ -37,18 +37,25 @@ class Evaluation:
 
 
 def benchmark_name(folder) -> str:
-    """A table label for an image folder: ``.../Set5/HR`` -> ``Set5``, ``.../Set14`` -> ``Set14``."""
-    path = Path(folder).resolve()
+    """A table label for an image folder: ``.../Set5/HR`` -> ``Set5``, ``.../Set14`` -> ``Set14`` (also for a URL,
+    ``gs://bucket/Set5/HR`` -> ``Set5``)."""
+    path = storage.as_path(folder)
+    path = path if isinstance(path, storage.URLPath) else path.resolve()
     return path.parent.name if path.name.lower() in ("hr", "gt", "images") else path.name
 
 
 def load_benchmark(folder):
-    """(names, images) of a folder of HR images; unreadable files are skipped with one warning, and the names stay
-    aligned with the images that were decoded."""
-    paths = find_images(folder)
-    images, problems = load_images(paths)
+    """(names, images) of a folder of HR images (a local folder or a ``tf.io.gfile`` URL); unreadable files are skipped
+    with one warning, and the names stay aligned with the images that were decoded.
+
+    Raises:
+        ValueError: a missing or empty folder; OSError: naming the folder, when its store cannot be read.
+    """
+    with storage.gfile_errors(folder):
+        paths = find_images(folder)
+        images, problems = load_images(paths)
     bad = {path for path, _ in problems}
-    return [Path(path).stem for path in paths if path not in bad], images
+    return [storage.as_path(path).stem for path in paths if path not in bad], images
 
 
 def _measure(hr_unit, sr_unit, scale):
@@ -61,14 +68,17 @@ def _measure(hr_unit, sr_unit, scale):
 
 
 def load_generator(path):
-    """A generator saved as ``.keras``, loaded with ``safe_mode=True``; a clear ValueError if it can't be."""
+    """A generator saved as ``.keras`` (a local file or a ``tf.io.gfile`` URL, downloaded to a temporary file first),
+    loaded with ``safe_mode=True``; a clear ValueError naming ``path`` if it can't be."""
     import keras  # sr_lib/__init__ has registered the custom layers the file refers to.
 
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"model file not found: {path}")
+    path = storage.as_path(path)
+    with storage.gfile_errors(path):
+        if not path.is_file():
+            raise ValueError(f"model file not found: {path}")
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        with storage.local_copy(path) as local:
+            return keras.saving.load_model(local, safe_mode=True)
     except Exception as error:  # Keras raises TypeError/ValueError/OSError/zipfile errors for bad files.
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"could not load the model {path} (expected a .keras generator saved by sr_lib): "
@@ -77,8 +87,11 @@ def load_generator(path):
 
 def load_model(path):
     """A generator to evaluate: a ``.keras`` file (:func:`load_generator`) or a SavedModel folder written by
-    ``python -m sr_lib export`` (an :class:`sr_lib.inference.Upscaler`, called like the Keras generator)."""
-    if Path(path).is_dir():
+    ``python -m sr_lib export`` (an :class:`sr_lib.inference.Upscaler`, called like the Keras generator); either may be
+    a ``tf.io.gfile`` URL."""
+    with storage.gfile_errors(path):
+        is_dir = storage.as_path(path).is_dir()
+    if is_dir:
         from sr_lib.inference import load_upscaler
 
         return load_upscaler(path)
@@ -111,7 +124,8 @@ def resolve_scale(labelled_models, requested=None) -> int:
 def method_labels(paths) -> list:
     """Table labels for model paths: the file or folder name, with as many parent folders as it takes to tell them
     apart (``a/pretrain/generator_final.keras`` and ``b/pretrain/...`` -> ``a/pretrain/...``, ``b/pretrain/...``)."""
-    parts = [Path(path).resolve().parts for path in paths]
+    parts = [tuple(str(path).split("://", 1)[1].strip("/").split("/")) if storage.is_url(path)
+             else Path(path).resolve().parts for path in paths]
     depth = 1
     while depth < max(map(len, parts), default=1):
         labels = ["/".join(p[-depth:]) for p in parts]
@@ -136,6 +150,17 @@ def make_lr(hr_uint8, scale: int):
     return hr_unit, bicubic_downsample(hr_unit, scale)
 
 
+def png_bytes(image) -> bytes:
+    """A uint8 (H, W, 3) image encoded as PNG."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def super_resolve(generator, lr_unit) -> tf.Tensor:
     """One LR image in [0, 1] (H, W, 3) -> SR as uint8, through a fully convolutional generator."""
     sr = generator(tf.convert_to_tensor(lr_unit)[tf.newaxis], training=False)[0]
@@ -155,7 +180,8 @@ def evaluate_images(images, scale: int, generator=None, method="bicubic", datase
             bicubic upscaling.
         method, dataset: labels for the table.
         names: optional image names for the per-image rows.
-        save_dir: when given, each SR image is written there as ``<name>.png`` (uint8, as measured).
+        save_dir: when given, each SR image is written there as ``<name>.png`` (uint8, as measured); a local
+            folder or a ``tf.io.gfile`` URL.
         where: how the warning names the image set (default: ``dataset``).
 
     Raises:
@@ -174,8 +200,9 @@ def evaluate_images(images, scale: int, generator=None, method="bicubic", datase
                       f"than {need}x{need} px (x{scale} with the {metrics.SSIM_WINDOW}x{metrics.SSIM_WINDOW} SSIM "
                       f"window after a {scale}-px border):{listing}", stacklevel=2)
     if save_dir is not None:
-        save_dir = Path(save_dir)
-        save_dir.mkdir(parents=True, exist_ok=True)
+        save_dir = storage.as_path(save_dir)
+        with storage.gfile_errors(save_dir):
+            save_dir.mkdir(parents=True, exist_ok=True)
     for index, image in enumerate(images):
         if index in small:
             continue
@@ -185,9 +212,7 @@ def evaluate_images(images, scale: int, generator=None, method="bicubic", datase
         else:
             sr_uint8 = super_resolve(generator, lr_unit)
         if save_dir is not None:
-            from PIL import Image
-
-            Image.fromarray(np.asarray(sr_uint8)).save(save_dir / f"{names[index]}.png")
+            storage.write_bytes(save_dir / f"{names[index]}.png", png_bytes(sr_uint8))
         values = _measure(hr_unit, ranges.uint8_to_unit(sr_uint8), scale)
         result.per_image.append({"index": index, "name": names[index],
                                  **{key: float(value) for key, value in values.items()}})

@@ -14,11 +14,17 @@ signature for TF Serving:
 Show the metadata with ``cat OUT/assets.extra/sr_lib.json``, or from the SavedModel itself (no sr_lib needed):
 ``python -c "import sys, tensorflow as tf; print(tf.saved_model.load(sys.argv[1]).metadata().numpy().decode())" OUT``.
 ``saved_model_cli show --all --dir OUT`` lists the signatures.
+
+MODEL and OUT may also be ``tf.io.gfile`` URLs (``--out gs://bucket/models/NAME``; see :mod:`sr_lib.storage`). A remote
+export is written to a local temporary folder first, then uploaded file by file with ``assets.extra/sr_lib.json`` and
+then ``saved_model.pb`` last: until that final object exists the folder is not a SavedModel (TensorFlow and
+``upscale``/``evaluate`` refuse it), so an interrupted upload never looks like a complete export.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -31,12 +37,13 @@ import keras
 import tensorflow as tf
 
 import sr_lib
-from sr_lib import ranges
+from sr_lib import ranges, storage
 from sr_lib.inference import (FLOAT_ENDPOINT, IMAGE_SPEC, METADATA_ENDPOINT, METADATA_FILE, UINT8_ENDPOINT,
                               DynamicUpSampling2D, bicubic_by_phases, inference_model)
 from sr_lib.tiling import receptive_field
 
 TFLITE_FILE = "model.tflite"
+SAVED_MODEL_FILE = "saved_model.pb"
 
 
 class _BuiltinBicubicUpSampling2D(keras.layers.UpSampling2D):
@@ -54,9 +61,15 @@ def _float_or_text(value):
     return number if math.isfinite(number) else None
 
 
+def _read_text(path) -> str:
+    path = storage.as_path(path)
+    with storage.gfile_errors(path):
+        return path.read_text()
+
+
 def _read_log(path) -> list[dict]:
-    with open(path, newline="") as handle:
-        return [{key: _float_or_text(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+    rows = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    return [{key: _float_or_text(value) for key, value in row.items()} for row in rows]
 
 
 def read_metrics(path) -> dict | None:
@@ -66,7 +79,7 @@ def read_metrics(path) -> dict | None:
     Raises:
         ValueError: naming the file, when it cannot be read.
     """
-    path = Path(path)
+    path = storage.as_path(path)
     try:
         if path.suffix == ".csv":
             rows = [row for row in _read_log(path) if isinstance(row.get("psnr_y"), float)]
@@ -74,7 +87,7 @@ def read_metrics(path) -> dict | None:
                 return None
             return {"source": str(path), "kind": "validation during training (log.csv)",
                     "final": rows[-1], "best_psnr_y": max(rows, key=lambda row: row["psnr_y"])}
-        entries = json.loads(path.read_text())
+        entries = json.loads(_read_text(path))
         return {"source": str(path), "kind": "python -m sr_lib evaluate",
                 "results": [{"dataset": e["dataset"], "method": e["method"], "means": e["means"]} for e in entries]}
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -83,7 +96,7 @@ def read_metrics(path) -> dict | None:
 
 def read_config(path) -> dict:
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(_read_text(path))
     except (OSError, ValueError) as error:
         raise ValueError(f"could not read the training config {path}: {error}") from None
 
@@ -94,12 +107,14 @@ def _dtype_policies(model) -> list:
 
 def build_metadata(model, runtime, model_path, config_path=None, metrics_path=None) -> dict:
     """The description stored with an export. ``config_path``/``metrics_path`` default to the ``config.json`` and
-    ``log.csv`` beside the model file (a run directory or a shipped model folder), when present."""
-    folder = Path(model_path).parent
-    if config_path is None and (folder / "config.json").is_file():
-        config_path = folder / "config.json"
-    if metrics_path is None and (folder / "log.csv").is_file():
-        metrics_path = folder / "log.csv"
+    ``log.csv`` beside the model file (a run directory or a shipped model folder), when present; any of them may be a
+    ``tf.io.gfile`` URL."""
+    folder = storage.as_path(model_path).parent
+    with storage.gfile_errors(folder):
+        if config_path is None and (folder / "config.json").is_file():
+            config_path = folder / "config.json"
+        if metrics_path is None and (folder / "log.csv").is_file():
+            metrics_path = folder / "log.csv"
     try:
         field = receptive_field(runtime)
     except ValueError as error:
@@ -177,33 +192,71 @@ def convert_tflite(model, out_file):
     Path(out_file).write_bytes(converter.convert())
 
 
+def _write_export(model, runtime, metadata: dict, folder: Path, tflite: bool):
+    _write_saved_model(runtime, metadata, folder)
+    if tflite:
+        convert_tflite(model, folder / TFLITE_FILE)
+
+
+def _upload_export(staging: Path, out_dir):
+    """Uploads a finished export folder to a URL, the metadata and then ``saved_model.pb`` last (the write that makes
+    it a SavedModel). On failure, removes what it wrote (best effort: ``out_dir`` was absent or empty), so the same
+    command can simply be run again, and re-raises (an OSError naming the file, for a failed upload)."""
+    existed = out_dir.exists()
+    try:
+        return storage.upload_tree(staging, out_dir, last=(METADATA_FILE.as_posix(), SAVED_MODEL_FILE))
+    except BaseException:
+        try:
+            if not existed:
+                storage.rmtree(out_dir)
+            else:
+                for child in out_dir.iterdir():
+                    if child.is_dir():
+                        storage.rmtree(child)
+                    else:
+                        storage.remove(child)
+        except Exception:  # The store may be what failed: the upload's own error is the one to report.
+            pass
+        raise
+
+
 def export_generator(model_path, out_dir, tflite=False, config_path=None, metrics_path=None) -> dict:
     """Writes the SavedModel (and ``model.tflite``) of the generator in ``model_path`` into ``out_dir``.
 
-    The folder is assembled beside ``out_dir`` and renamed into place, so a failed export leaves nothing behind.
+    ``model_path``, ``out_dir``, ``config_path`` and ``metrics_path`` may be local paths or ``tf.io.gfile`` URLs. A
+    local folder is assembled beside ``out_dir`` and renamed into place, so a failed export leaves nothing behind. A
+    remote one is assembled in a local temporary folder and uploaded with ``saved_model.pb`` last, so it is a
+    SavedModel only once complete (a failed upload removes what it wrote, as far as it can).
 
     Returns:
         The metadata written with it.
 
     Raises:
         ValueError: for a missing or unloadable model, unreadable config/metrics, or an ``out_dir`` that exists and
-            is not empty.
+            is not empty; OSError: naming the path, when a remote store cannot be read or written.
     """
     from sr_lib.evaluate import load_generator
 
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    out_dir = storage.as_path(out_dir)
+    with storage.gfile_errors(out_dir):
+        taken = out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir()))
+    if taken:
         raise ValueError(f"export folder {out_dir} already exists and is not empty; remove it or choose another "
                          "--out")
     model = load_generator(model_path)
     runtime = inference_model(model)
     metadata = build_metadata(model, runtime, model_path, config_path, metrics_path)
+    if isinstance(out_dir, storage.URLPath):
+        with tempfile.TemporaryDirectory(prefix="sr_lib_export_") as tmp:
+            staging = Path(tmp) / out_dir.name
+            staging.mkdir()
+            _write_export(model, runtime, metadata, staging, tflite)
+            _upload_export(staging, out_dir)
+        return metadata
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        _write_saved_model(runtime, metadata, staging)
-        if tflite:
-            convert_tflite(model, staging / TFLITE_FILE)
+        _write_export(model, runtime, metadata, staging, tflite)
         if out_dir.exists():
             out_dir.rmdir()  # Empty (checked above).
         os.replace(staging, out_dir)

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sr_lib import ranges
+from sr_lib import ranges, storage
 from sr_lib.tiling import ReceptiveField, receptive_field
 
 # Where an export keeps its description (TF Serving's folder for extra files; loaders ignore it).
@@ -159,7 +159,9 @@ def inference_model(model, resize_layers=None) -> keras.Model:
 
 
 def is_saved_model(path) -> bool:
-    return (Path(path) / "saved_model.pb").is_file()
+    """Whether ``path`` (local or a URL) is a complete SavedModel folder: ``saved_model.pb``, which ``export`` writes
+    last, is there."""
+    return (storage.as_path(path) / "saved_model.pb").is_file()
 
 
 @dataclass
@@ -211,7 +213,7 @@ def _keras_upscaler(path) -> Upscaler:
     def hr_fn(images):
         return model(images, training=False)
 
-    upscaler = Upscaler(Path(path).name, scale, rf, uint8_fn, hr_fn)
+    upscaler = Upscaler(storage.as_path(path).name, scale, rf, uint8_fn, hr_fn)
     upscaler.model = model
     return upscaler
 
@@ -227,21 +229,27 @@ def read_metadata(folder) -> dict:
         raise ValueError(f"unreadable export metadata {path}: {error}") from None
 
 
-def _saved_model_upscaler(path) -> Upscaler:
+def _saved_model_upscaler(path, label=None) -> Upscaler:
+    """``path``: a local SavedModel folder; ``label``: how messages name it (default: ``path``)."""
     path = Path(path)
+    label = label or path
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as error:  # TensorFlow raises several types for a damaged SavedModel.
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"could not load the SavedModel {path}: {first[:300]}") from None
-    metadata = read_metadata(path)
+        raise ValueError(f"could not load the SavedModel {label}: {first[:300]}") from None
+    try:
+        metadata = read_metadata(path)
+    except ValueError as error:
+        raise ValueError(str(error).replace(str(path), str(label), 1)) from None
     missing = [name for name in (UINT8_ENDPOINT, FLOAT_ENDPOINT) if not hasattr(loaded, name)]
     if missing or "scale" not in metadata:
-        raise ValueError(f"{path} is not a generator exported by `python -m sr_lib export` (missing: "
+        raise ValueError(f"{label} is not a generator exported by `python -m sr_lib export` (missing: "
                          f"{', '.join(missing + ([] if 'scale' in metadata else [str(METADATA_FILE)]))})")
     float_fn = getattr(loaded, FLOAT_ENDPOINT)
     rf = metadata.get("receptive_field")
-    upscaler = Upscaler(path.name, int(metadata["scale"]), ReceptiveField.from_json(rf) if rf else None,
+    upscaler = Upscaler(storage.as_path(label).name, int(metadata["scale"]),
+                        ReceptiveField.from_json(rf) if rf else None,
                         getattr(loaded, UINT8_ENDPOINT), lambda images: ranges.unit_to_hr(float_fn(images)),
                         metadata)
     upscaler.loaded = loaded  # Keeps the restored variables alive.
@@ -249,17 +257,23 @@ def _saved_model_upscaler(path) -> Upscaler:
 
 
 def load_upscaler(path) -> Upscaler:
-    """An :class:`Upscaler` from a ``.keras`` generator file or a SavedModel folder written by ``export``.
+    """An :class:`Upscaler` from a ``.keras`` generator file or a SavedModel folder written by ``export``, local or at
+    a ``tf.io.gfile`` URL (``gs://...``; downloaded to a temporary folder, loaded, and the download removed).
 
     Raises:
-        ValueError: naming the path, when it is missing or not a loadable generator.
+        ValueError: naming the path, when it is missing or not a loadable generator; OSError: naming it, when its
+            store cannot be read (an unknown URL scheme, no permission).
     """
-    path = Path(path)
-    if path.is_dir():
-        if not is_saved_model(path):
+    path = storage.as_path(path)
+    with storage.gfile_errors(path):
+        is_dir, exists = path.is_dir(), path.exists()
+        complete = is_dir and is_saved_model(path)
+    if is_dir:
+        if not complete:
             raise ValueError(f"{path} is a folder but not a SavedModel (no saved_model.pb); pass a .keras file or a "
                              "folder written by `python -m sr_lib export`")
-        return _saved_model_upscaler(path)
-    if not path.exists():
+        with storage.local_copy(path) as local:  # The variables are read into memory: the copy can go afterwards.
+            return _saved_model_upscaler(local, label=path)
+    if not exists:
         raise ValueError(f"model not found: {path}")
     return _keras_upscaler(path)

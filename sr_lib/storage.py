@@ -15,6 +15,7 @@ import contextlib
 import os
 import posixpath
 import shutil
+import sys
 import tempfile
 from pathlib import Path, PurePosixPath
 
@@ -162,24 +163,98 @@ def upload(local_file, destination):
     os.replace(tmp, destination)
 
 
+def upload_tree(local_dir, destination, last=()) -> list:
+    """Copies every file under the local folder ``local_dir`` to the same relative paths under ``destination`` (a URL
+    or a local folder), each one whole (:func:`upload`), the relative POSIX paths in ``last`` after all the others and
+    in that order: so a reader that waits for those (a SavedModel's ``saved_model.pb``) never sees the tree
+    incomplete.
+
+    Returns:
+        The destinations written, in order.
+
+    Raises:
+        OSError: naming the file, when an upload fails; the files already uploaded are left for the caller.
+    """
+    local_dir, destination = Path(local_dir), as_path(destination)
+    files = sorted(path.relative_to(local_dir).as_posix() for path in local_dir.rglob("*") if path.is_file())
+    missing = [name for name in last if name not in files]
+    if missing:
+        raise ValueError(f"{local_dir} holds no {', '.join(missing)}")
+    order = [name for name in files if name not in last] + list(last)
+    written = []
+    for name in order:
+        target = destination / name
+        with gfile_errors(target):
+            upload(local_dir / name, target)
+        written.append(target)
+    return written
+
+
+def _download(source: "URLPath", target: Path):
+    if source.is_dir():
+        target.mkdir()
+        for child in source.iterdir():
+            _download(child, target / child.name)
+    else:
+        _gfile().copy(str(source), os.fspath(target), overwrite=True)
+
+
 @contextlib.contextmanager
 def local_copy(path):
-    """A local path with the content of ``path`` (a file or a flat folder): ``path`` itself when it is local, else a
-    temporary download that is removed afterwards. The local name keeps the remote one (Keras checks suffixes)."""
+    """A local path with the content of ``path`` (a file or a folder, with its sub-folders): ``path`` itself when it
+    is local, else a temporary download that is removed afterwards. The local name keeps the remote one (Keras checks
+    suffixes).
+
+    Raises:
+        OSError: naming ``path``, when it is missing or cannot be read.
+    """
     path = as_path(path)
     if not isinstance(path, URLPath):
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="sr_lib_") as tmp:
         target = Path(tmp) / path.name
-        if path.is_dir():
-            target.mkdir()
-            for child in path.iterdir():
-                if not child.is_dir():
-                    _gfile().copy(str(child), os.fspath(target / child.name), overwrite=True)
-        else:
-            _gfile().copy(str(path), os.fspath(target), overwrite=True)
+        with gfile_errors(path):
+            if not path.exists():
+                raise FileNotFoundError(f"not found: {path}")
+            _download(path, target)
         yield target
+
+
+@contextlib.contextmanager
+def gfile_errors(path=None):
+    """Turns TensorFlow's file-system errors (``tf.errors.OpError``: an unknown URL scheme, a missing object, no
+    permission, an unreachable bucket) into an ``OSError`` (``FileNotFoundError`` for a missing one) whose one-line
+    message names ``path``, the kind of error the command line reports without a traceback."""
+    try:
+        yield
+    except Exception as error:
+        tf = sys.modules.get("tensorflow")
+        if tf is None or not isinstance(error, tf.errors.OpError):
+            raise
+        text = str(getattr(error, "message", "") or error).strip()
+        first = text.splitlines()[0][:300] if text else type(error).__name__
+        if path is not None and str(path) not in first:
+            first = f"{path}: {first}"
+        kind = FileNotFoundError if isinstance(error, tf.errors.NotFoundError) else OSError
+        raise kind(f"{first} ({type(error).__name__})") from None
+
+
+def write_bytes(path, data: bytes):
+    """Writes a file whole: locally to a temporary name, then renamed into place; remotely as one object."""
+    path = as_path(path)
+    if isinstance(path, URLPath):
+        with gfile_errors(path):
+            path.write_bytes(data)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def rmtree(path):

@@ -5,11 +5,15 @@ MODEL is a ``.keras`` generator or a SavedModel folder written by ``export``; ea
 over an input. Images are processed in tiles whose results equal whole-image inference bit for bit
 (:mod:`sr_lib.tiling`); the output is assembled on the host as uint8, so memory is bounded by the tile. Unusable inputs
 are reported by path and skipped; the others are still written.
+
+MODEL, the INPUTs and DIR may also be ``tf.io.gfile`` URLs (``gs://bucket/photos``; see :mod:`sr_lib.storage`): a
+remote model is downloaded once, remote images are read whole, and each output is written as one object.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sr_lib import storage
 from sr_lib.data import DataError, decode_image, find_images
 from sr_lib.tiling import upscale_tiled
 
@@ -32,34 +37,55 @@ class UpscaleReport:
 
 
 def output_name(path, scale: int) -> str:
-    return f"{Path(path).stem}_x{scale}.png"
+    return f"{storage.as_path(path).stem}_x{scale}.png"
+
+
+def _identity(path):
+    """What makes two paths the same file: the resolved local path, or the URL."""
+    return str(path) if isinstance(path, storage.URLPath) else path.resolve()
+
+
+def _relative_folder(file, folder) -> str:
+    """The POSIX folder of ``file`` relative to ``folder`` (which holds it), "" when directly in it."""
+    if isinstance(folder, storage.URLPath):
+        relative = str(file)[len(str(folder)):].strip("/")
+        return posixpath.dirname(relative)
+    parent = Path(file).relative_to(folder).parent.as_posix()
+    return "" if parent == "." else parent
 
 
 def plan_outputs(inputs, out_dir, scale: int):
     """(jobs, failed): ``(input, output)`` for every image found in ``inputs``, and ``(input, message)`` for inputs
-    that are missing, empty folders, or whose output would overwrite an input or another input's output."""
-    out_dir = Path(out_dir)
+    that are missing, empty folders, or whose output would overwrite an input or another input's output. Inputs and
+    ``out_dir`` may be local paths or URLs."""
+    out_dir = storage.as_path(out_dir)
     found, failed = [], []
     for item in inputs:
-        item = Path(item)
-        if item.is_dir():
-            try:
-                files = find_images(item)
-            except DataError as error:
-                failed.append((item, str(error)))
-                continue
-            found += [(Path(f), out_dir / Path(f).relative_to(item).parent / output_name(f, scale)) for f in files]
-        elif item.is_file():
+        try:
+            item = storage.as_path(item)
+            with storage.gfile_errors(item):
+                is_dir = item.is_dir()
+                is_file = not is_dir and item.is_file()
+                files = find_images(item) if is_dir else []
+        except (DataError, OSError, ValueError) as error:  # ValueError: a URL without a path (``gs://``).
+            failed.append((item, str(error)))
+            continue
+        if is_dir:
+            for name in files:
+                source = storage.as_path(name)
+                folder = _relative_folder(source, item)
+                found.append((source, (out_dir / folder if folder else out_dir) / output_name(source, scale)))
+        elif is_file:
             found.append((item, out_dir / output_name(item, scale)))
         else:
             failed.append((item, f"input not found: {item}"))
-    sources = {path.resolve() for path, _ in found}
+    sources = {_identity(path) for path, _ in found}
     jobs, claimed, seen = [], {}, set()
     for source, target in found:
-        if source.resolve() in seen:  # Given twice (e.g. a file and its folder): done once.
+        if _identity(source) in seen:  # Given twice (e.g. a file and its folder): done once.
             continue
-        seen.add(source.resolve())
-        key = target.resolve()
+        seen.add(_identity(source))
+        key = _identity(target)
         if key in sources:
             failed.append((source, f"{source}: refusing to write {target}, which is an input"))
         elif key in claimed:
@@ -79,8 +105,14 @@ def read_image(path) -> np.ndarray:
 
 
 def write_png(image, target) -> None:
-    """Writes ``image`` to ``target`` through a temporary file renamed into place (no half-written PNG)."""
-    target = Path(target)
+    """Writes ``image`` to ``target`` through a temporary file renamed into place (no half-written PNG); to a URL as
+    one object."""
+    target = storage.as_path(target)
+    if isinstance(target, storage.URLPath):
+        from sr_lib.evaluate import png_bytes
+
+        storage.write_bytes(target, png_bytes(image))
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
@@ -122,7 +154,7 @@ def upscale_files(upscaler, inputs, out_dir, tile=None, progress=True) -> Upscal
     Args:
         upscaler: an :class:`sr_lib.inference.Upscaler`.
         inputs: image files and/or folders.
-        out_dir: the output folder (created).
+        out_dir: the output folder (created), local or a URL.
         tile: kept tile side in LR pixels; 0 for whole images; None for the default.
         progress: show progress bars over images and tiles.
     """
