@@ -155,12 +155,19 @@ def upscale_files(upscaler, inputs, out_dir, tile=None, progress=True) -> Upscal
         upscaler: an :class:`sr_lib.inference.Upscaler`.
         inputs: image files and/or folders.
         out_dir: the output folder (created), local or a URL.
+
+    Raises:
+        ValueError: for a bad ``tile``; OSError: naming ``out_dir``, when its store cannot be reached.
         tile: kept tile side in LR pixels; 0 for whole images; None for the default.
         progress: show progress bars over images and tiles.
     """
     import tensorflow as tf
     from tqdm import tqdm
 
+    out_dir = storage.as_path(out_dir)
+    if isinstance(out_dir, storage.URLPath):  # An unusable store fails once, by name, not once per image.
+        with storage.gfile_errors(out_dir):
+            out_dir.exists()
     tile = resolve_tile(upscaler, tile)
     if tile and _onednn_enabled():
         warnings.warn("oneDNN is on (TF_ENABLE_ONEDNN_OPTS was not 0 when TensorFlow started): tiles equal the whole "

@@ -313,11 +313,14 @@ def test_upscale_reads_from_and_writes_to_a_remote_store(remote_export, ram, tmp
         np.testing.assert_array_equal(remote, np.asarray(Image.open(tmp_path / "out" / target)))
 
 
-def test_upscale_with_a_bad_remote_model_is_a_one_line_error(ram, capsys):
+@pytest.mark.filterwarnings("ignore:oneDNN is on")
+def test_upscale_with_a_bad_remote_model_or_output_is_a_one_line_error(remote_export, ram, capsys):
     storage.write_bytes(ram / "a.png", _png(_noise(16, 1)))
-    for model in (f"{ram}/no_model.keras", "nosuchfs://bucket/g.keras"):
-        assert main(["upscale", "--model", model, str(ram / "a.png"), "--out", str(ram / "out"),
-                     "--no-progress"]) == 2
+    cases = [(f"{ram}/no_model.keras", str(ram / "out"), f"{ram}/no_model.keras"),
+             ("nosuchfs://bucket/g.keras", str(ram / "out"), "nosuchfs://bucket/g.keras"),
+             (str(remote_export["out"]), "nosuchfs://bucket/out", "nosuchfs://bucket/out")]
+    for model, out, message in cases:
+        assert main(["upscale", "--model", model, str(ram / "a.png"), "--out", out, "--no-progress"]) == 2
         error = capsys.readouterr().err.strip()
-        assert error.startswith("error: ") and model in error and len(error.splitlines()) == 1, error
+        assert error.startswith("error: ") and message in error and len(error.splitlines()) == 1, error
     assert not (ram / "out").exists()
