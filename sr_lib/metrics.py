@@ -201,20 +201,24 @@ def color_shift(hr_unit, sr_unit, crop_border=0):
 
 def checkerboard(images_unit, period=4):
     """Strength of a pattern repeating every ``period`` pixels (grey levels, 0-255 scale): the standard deviation,
-    over the ``period x period`` pixel phases, of each phase's mean, averaged over channels.
+    over the ``period x period`` pixel phases, of each phase's mean detail (the image minus its ``period x period``
+    moving average, which removes smooth gradients and keeps any pattern of that period), averaged over channels.
 
     A randomly initialised sub-pixel (depth_to_space) layer gives every output phase its own bias and gain, which shows
     as a checkerboard of period ``scale`` (or of its stages, 2 at x4); a natural image, or any output that treats the
-    phases alike (ICNR, resize-convolution), scores near 0. Returns shape ``[]`` for HWC and ``[N]`` for NHWC.
+    phases alike (ICNR, resize-convolution), scores near 0. Noise adds about ``noise std / sqrt(pixels / period**2)``.
+    Returns shape ``[]`` for HWC and ``[N]`` for NHWC.
     """
     images = _to_unit(images_unit)
     if isinstance(period, bool) or not isinstance(period, (int, np.integer)) or period < 2:
         raise ValueError(f"period must be an integer >= 2, got {period!r}")
     batch = images if images.shape.rank == 4 else images[None]
-    height, width = (tf.shape(batch)[1] // period) * period, (tf.shape(batch)[2] // period) * period
-    batch = batch[:, :height, :width]
+    moving_average = tf.nn.avg_pool2d(batch, ksize=period, strides=1, padding="VALID")
+    detail = batch[:, :tf.shape(moving_average)[1], :tf.shape(moving_average)[2]] - moving_average
+    height, width = (tf.shape(detail)[1] // period) * period, (tf.shape(detail)[2] // period) * period
+    detail = detail[:, :height, :width]
     # (N, H/p, p, W/p, p, C): axes 2 and 4 are the phase within each period.
-    tiles = tf.reshape(batch, [tf.shape(batch)[0], height // period, period, width // period, period, -1])
+    tiles = tf.reshape(detail, [tf.shape(detail)[0], height // period, period, width // period, period, -1])
     phase_means = tf.reduce_mean(tiles, axis=(1, 3))  # (N, p, p, C)
     spread = tf.math.reduce_std(phase_means, axis=(1, 2))  # (N, C)
     result = tf.reduce_mean(spread, axis=-1) * 255.0

@@ -379,3 +379,16 @@ def test_split_holdout_is_deterministic_and_spread():
     assert any(p.startswith("bsd") for p in held) and any(p.startswith("t") for p in held)
     with pytest.raises(data.DataError, match="at least one"):
         data.split_holdout(paths[:3], 3)
+
+
+def test_inspect_images_reports_each_file(tmp_path):
+    from PIL import Image
+
+    photo = np.zeros((20, 30, 3), np.uint8)
+    Image.fromarray(photo).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    Image.fromarray(photo).save(tmp_path / "good.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    rows = {row["file"]: row for row in data.inspect_images(data.find_images(tmp_path))}
+    assert rows["cmyk.jpg"]["stored as"] == "JPEG CMYK 30x20" and rows["cmyk.jpg"]["decoded to"] == "RGB uint8 20x30"
+    assert rows["good.png"]["decoded to"] == "RGB uint8 20x30"
+    assert rows["broken.png"]["decoded to"].startswith("unreadable")

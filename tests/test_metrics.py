@@ -180,3 +180,17 @@ def test_evaluate_reports_the_worst_images_color_shift():
         {"psnr_y": 30.0, "ssim_y": 0.9, "psnr_rgb": 28.0, "ssim_rgb": 0.8, "color_shift": 0.5},
         {"psnr_y": 20.0, "ssim_y": 0.7, "psnr_rgb": 18.0, "ssim_rgb": 0.6, "color_shift": 4.0}])
     assert evaluation.means["color_shift"] == 4.0 and evaluation.means["psnr_y"] == 25.0
+
+
+def test_checkerboard_sees_a_periodic_pattern_and_not_a_smooth_image():
+    ramp = np.linspace(0, 1, 64, dtype=np.float32)
+    smooth = np.stack([np.add.outer(ramp, ramp) / 2] * 3, axis=-1)
+    patterned = smooth.copy()
+    patterned[::4, ::4] += 8 / 255  # One phase of every 4x4 block brighter by 8 grey levels.
+    assert float(metrics.checkerboard(smooth)) < 0.5
+    batch = metrics.checkerboard(np.stack([smooth, patterned]))
+    assert batch.shape == (2,) and float(batch[1]) > 1.5 > float(batch[0])
+    # The pattern of period 4 also has period 2 phases that differ.
+    assert float(metrics.checkerboard(patterned, period=2)) > 0.5 > float(metrics.checkerboard(smooth, period=2))
+    with pytest.raises(ValueError, match="period"):
+        metrics.checkerboard(smooth, period=1)

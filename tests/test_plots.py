@@ -79,3 +79,22 @@ def test_plot_psnr_curves_bad_baseline(tmp_path):
 def test_save_image_grid_bad_input(tmp_path, rows, titles, match):
     with pytest.raises(ValueError, match=match):
         plots.save_image_grid(rows, tmp_path / "bad.png", titles=titles)
+
+
+def test_plot_logit_curves_one_panel_per_run(tmp_path):
+    runs = {f"variant {index}": ([20, 40, 60], [1.0, 2.0, 3.0], [-1.0, -2.0, -3.0]) for index in range(4)}
+    pixels = _open_png(plots.plot_logit_curves(runs, tmp_path / "logits.png"))
+    one = _open_png(plots.plot_logit_curves(dict(list(runs.items())[:1]), tmp_path / "one.png"))
+    assert pixels.shape[0] > 1.6 * one.shape[0]  # 4 runs: two rows of three panels.
+    with pytest.raises(ValueError, match="equal lengths"):
+        plots.plot_logit_curves({"x": ([1, 2], [1.0], [1.0, 2.0])}, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="at least one run"):
+        plots.plot_logit_curves({}, tmp_path / "none.png")
+
+
+def test_plot_bars_draws_groups(tmp_path):
+    values = {"A": {"baby": 1.5, "bird": 2.0}, "B": {"baby": -0.5, "bird": 0.2}}
+    pixels = _open_png(plots.plot_bars(values, tmp_path / "bars.png", ylabel="gain (dB)"))
+    assert pixels.std() > 10
+    with pytest.raises(ValueError, match="non-empty series"):
+        plots.plot_bars({"A": {}}, tmp_path / "bad.png", ylabel="x")
