@@ -20,6 +20,7 @@
 PRESET = "srresnet"  # The shipped model's recipe; "paper" for the paper's (BN, MSE, 10^6 steps); "ci": toy size.
 DATA = "../data/DIV2K"  # Training images: a folder, the DIV2K layout, or None for the embedded photographs.
 LIVE_STEPS = 2000  # Steps of the live run (the preset's validation interval applies).
+LOSS = "mse"  # The live run's pixel loss: "mse" (the paper's SRResNet) or "l1" (the shipped model's recipe).
 SHIPPED = "../saved_models/srresnet_x4"  # The shipped model's folder (srresnet_x4.keras, log.csv, README.md).
 BENCHMARKS = ["../data/Set5/HR", "../data/Set14/HR"]  # HR folders for evaluation only (never trained on).
 MAX_IMAGES = None  # Evaluate only the first N images of each set (None: all).
@@ -37,7 +38,7 @@ from sr_lib.published import published
 from sr_lib.tables import Table
 
 OUT = Path(OUT_ROOT) / "03_srresnet"
-config = get_preset(PRESET).replace(**{"data.source": DATA})
+config = get_preset(PRESET).replace(**{"data.source": DATA, "train.pretrain_loss": LOSS})
 print(runtime.describe(precision=config.train.mixed_precision, vgg_weights="none"))
 print(f"preset {PRESET!r}: {config.model.num_blocks} blocks x {config.model.channels} channels, "
       f"{config.train.pretrain_loss.upper()} loss, batch {config.data.batch_size} of {config.data.hr_size}-px crops")

@@ -78,6 +78,9 @@ class LocalPredictor:
     def __init__(self, model):
         self.model = model
 
+    def __call__(self, x, training=False):
+        return self.model(x, training=training)
+
     def predict(self, x, batch_size=8, verbose=0):
         x = np.asarray(x)
         outputs = [keras.ops.convert_to_numpy(self.model(x[start:start + batch_size], training=False))

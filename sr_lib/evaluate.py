@@ -161,6 +161,14 @@ def png_bytes(image) -> bytes:
     return buffer.getvalue()
 
 
+def predict(generator, lr_unit, batch_size=8) -> np.ndarray:
+    """SR in [-1, 1] of a batch of LR crops in [0, 1], by calling the generator (Keras model or Upscaler) batch by
+    batch. Not ``Model.predict``: that traces a new function per model, and a comparison evaluates many models."""
+    lr_unit = np.asarray(lr_unit, np.float32)
+    return np.concatenate([np.asarray(generator(tf.constant(lr_unit[start:start + batch_size]), training=False))
+                           for start in range(0, len(lr_unit), batch_size)], axis=0)
+
+
 def super_resolve(generator, lr_unit) -> tf.Tensor:
     """One LR image in [0, 1] (H, W, 3) -> SR as uint8, through a fully convolutional generator."""
     sr = generator(tf.convert_to_tensor(lr_unit)[tf.newaxis], training=False)[0]
@@ -227,7 +235,7 @@ def evaluate_arrays(lr_unit, hr, scale: int, generator=None, method="bicubic", d
     if generator is None:
         sr_uint8 = ranges.unit_to_uint8(bicubic_upscale(lr_unit, scale))
     else:
-        sr_uint8 = ranges.hr_to_uint8(generator.predict(lr_unit, batch_size=batch_size, verbose=0))
+        sr_uint8 = ranges.hr_to_uint8(predict(generator, lr_unit, batch_size))
     values = _measure(hr_unit, ranges.uint8_to_unit(sr_uint8), scale)
     values = {key: np.atleast_1d(np.asarray(value, dtype=np.float64)) for key, value in values.items()}
     for index in range(len(hr_unit)):
@@ -247,7 +255,7 @@ def comparison_rows(lr_unit, hr, scale: int, named_generators) -> list:
     """
     lr_uint8 = ranges.unit_to_uint8(lr_unit).numpy()
     bicubic = ranges.unit_to_uint8(bicubic_upscale(lr_unit, scale)).numpy()
-    outputs = [(name, ranges.hr_to_uint8(generator.predict(lr_unit, verbose=0)).numpy())
+    outputs = [(name, ranges.hr_to_uint8(predict(generator, lr_unit)).numpy())
                for name, generator in named_generators]
     hr_uint8 = ranges.hr_to_uint8(hr).numpy()
     return [[("LR", lr_uint8[i]), ("bicubic", bicubic[i])] + [(name, sr[i]) for name, sr in outputs]

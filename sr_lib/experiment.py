@@ -208,7 +208,7 @@ def write_report(report_dir, config: Config, train_data: TrainData, runs, benchm
             row.update(status="", d_real_logit=float("nan"), d_fake_logit=float("nan"), note="")
         else:
             variant, result = run
-            sr = ranges.hr_to_unit(generator.predict(train_data.valid_lr, verbose=0)).numpy()
+            sr = ranges.hr_to_unit(evaluate_lib.predict(generator, train_data.valid_lr)).numpy()
             status = collapse_status(sr, ranges.hr_to_unit(train_data.valid_hr).numpy(), row["validation/psnr_y"],
                                      bicubic_psnr)
             real, fake = _final_logits(result.run_dir)

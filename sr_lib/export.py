@@ -23,9 +23,11 @@ then ``saved_model.pb`` last: until that final object exists the folder is not a
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import logging
 import math
 import os
 import shutil
@@ -146,6 +148,19 @@ def build_metadata(model, runtime, model_path, config_path=None, metrics_path=No
     }
 
 
+@contextlib.contextmanager
+def _quiet_saving():
+    """Keeps TensorFlow's per-save INFO line ("Assets written to: <temporary folder>") out of a notebook's output, where
+    the kernel's logging configuration would otherwise show it, naming a folder the user never sees."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _write_saved_model(runtime, metadata: dict, folder: Path):
     text = json.dumps(metadata, indent=2)
 
@@ -165,7 +180,8 @@ def _write_saved_model(runtime, metadata: dict, folder: Path):
     archive.add_endpoint(FLOAT_ENDPOINT, upscale_float,
                          input_signature=[tf.TensorSpec(IMAGE_SPEC, tf.float32, name="images")])
     archive.add_endpoint(METADATA_ENDPOINT, describe, input_signature=[])
-    archive.write_out(str(folder), verbose=False)
+    with _quiet_saving():
+        archive.write_out(str(folder), verbose=False)
     (folder / METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
     (folder / METADATA_FILE).write_text(text + "\n")
 
@@ -189,7 +205,8 @@ def convert_tflite(model, out_file):
     frozen = convert_variables_to_constants_v2(upscale_uint8.get_concrete_function())
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], runtime)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    Path(out_file).write_bytes(converter.convert())
+    with _quiet_saving():
+        Path(out_file).write_bytes(converter.convert())
 
 
 def _write_export(model, runtime, metadata: dict, folder: Path, tflite: bool):
