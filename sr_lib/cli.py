@@ -79,16 +79,20 @@ def cmd_train(args):
 
 
 def cmd_compare(args):
+    from sr_lib import storage
     from sr_lib.experiment import get_variants, run_comparison
 
     config = _build_config(args)
     variants = get_variants(args.variants.split(",") if args.variants else None)
-    out = Path(args.out or Path("runs") / f"compare_{config.name}_x{config.data.scale}")
+    # A local folder or a gs:// URL, as are --pretrained and --benchmark.
+    out = storage.as_path(args.out or Path("runs") / f"compare_{config.name}_x{config.data.scale}")
     report = run_comparison(config, out, variants, benchmarks=args.benchmark, pretrained=args.pretrained)
-    print(Path(report["table"]).read_text())
+    table = storage.as_path(report["table"])
+    with storage.gfile_errors(table):
+        print(table.read_text())
     if report["random_vgg"]:
         print("note: VGG weights were random (offline); VGG-based rows are labelled and are not perceptual results")
-    print(f"report: {Path(report['table']).parent}")
+    print(f"report: {table.parent}")
     print(f"  table:  {report['table']}\n  curves: {report['curves']}\n  grid:   {report['grid']}")
     if report.get("interpolation_plot"):
         print(f"  interpolation: {report['interpolation_plot']}")
@@ -179,11 +183,12 @@ def make_parser():
     train.set_defaults(func=cmd_train)
     compare = commands.add_parser("compare", help="train every loss variant from one pretrained generator, report")
     _config_arguments(compare)
-    compare.add_argument("--pretrained", help="generator (.keras) every variant starts from, e.g. "
+    compare.add_argument("--pretrained", help="generator (.keras, local or gs://...) every variant starts from, e.g. "
                                               "saved_models/srresnet_x4/srresnet_x4.keras; skips phase 1")
     compare.add_argument("--variants", help="comma-separated variant slugs (default: all seven)")
     compare.add_argument("--benchmark", action="append", default=[], metavar="DIR",
-                         help="HR image folder to evaluate on as well (e.g. Set5); repeatable; never trained on")
+                         help="HR image folder (local or gs://...) to evaluate on as well (e.g. Set5); repeatable; "
+                              "never trained on")
     compare.set_defaults(func=cmd_compare)
     interpolate = commands.add_parser("interpolate", help="blend two generators of one architecture (ESRGAN "
                                                            "network interpolation)")

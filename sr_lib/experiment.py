@@ -11,6 +11,12 @@ Layout of a comparison directory::
 With ``pretrained=PATH`` (``compare --pretrained``) phase 1 is skipped and every variant starts from that generator,
 e.g. the shipped ``saved_models/srresnet_x4``.
 
+The comparison directory, the pretrained generator and the benchmark folders may be ``tf.io.gfile`` URLs
+(``gs://bucket/...``): the runs write there directly, and the report is made in a local temporary folder and then
+uploaded file by file with ``results.json`` last. Under ``train.strategy=multi_worker`` every worker trains each run
+(see :mod:`sr_lib.training`), only the chief writes ``config.json`` and computes and writes the report, and the other
+workers wait for it and return the chief's ``results.json``, so the directory must be on storage every worker sees.
+
 Each variant gets a status: ``collapsed`` when its output is near-constant or its validation PSNR-Y is far below
 bicubic (``COLLAPSE_CRITERION``), else ``ok``; the table also shows the discriminator's mean real/fake logits at the
 end of training. A network-interpolation sweep (ESRGAN) between the MSE generator and one GAN variant ends the report.
@@ -22,16 +28,19 @@ from __future__ import annotations
 
 import csv
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from sr_lib import evaluate as evaluate_lib
-from sr_lib import plots, ranges
+from sr_lib import plots, ranges, storage
+from sr_lib import training as training_lib
 from sr_lib.config import Config, ConfigError
 from sr_lib.interpolation import check_same_architecture, interpolate_generators
-from sr_lib.training import RunResult, TrainData, build_generator, prepare_data, pretrain, read_log, train_gan
+from sr_lib.training import (RunResult, TrainData, WorkerFailedError, build_generator, make_strategy, prepare_data,
+                             pretrain, read_log, train_gan)
 
 # A variant has collapsed when its SR output is near-constant (spatial standard deviation below this fraction of the
 # HR crops', averaged over the validation crops) or when its validation PSNR-Y is this many dB below bicubic.
@@ -105,17 +114,25 @@ def run_comparison(config: Config, out_dir, variants=None, benchmarks=(), verbos
 
     Args:
         config: base configuration; each variant overrides only its loss keys.
-        out_dir: the comparison directory (resumed if it exists with the same configuration).
+        out_dir: the comparison directory, a local folder or a ``tf.io.gfile`` URL (resumed if it exists with the
+            same configuration).
         variants: Variants to run; DEFAULT_VARIANTS if None.
-        benchmarks: folders of HR images (e.g. Set5) evaluated whole, in addition to the validation crops.
-        pretrained: a ``.keras`` generator of the configured architecture to start every variant from; phase 1 is
-            then skipped.
+        benchmarks: folders (or URLs) of HR images (e.g. Set5) evaluated whole, in addition to the validation crops.
+        pretrained: a ``.keras`` generator (a path or a URL) of the configured architecture to start every variant
+            from; phase 1 is then skipped.
     Returns:
-        The report as a dict (also written to ``report/results.json``), with the report's paths.
+        The report as a dict (also written to ``report/results.json``), with the report's paths (URLs for a remote
+        ``out_dir``). Under ``train.strategy=multi_worker`` the chief computes it; the other workers return the
+        chief's ``results.json`` (NaN there reads as None).
     """
-    out_dir = Path(out_dir)
+    strategy = make_strategy(config.train.strategy)  # First: a multi-worker strategy must precede any TF work.
+    chief = training_lib.is_chief(strategy)
+    out_dir = storage.as_path(out_dir)
+    with storage.gfile_errors(out_dir):  # An unknown scheme or an unreachable bucket: one error, before any work.
+        out_dir.exists()
     variants = variants or DEFAULT_VARIANTS
     if pretrained is not None:
+        pretrained = storage.as_path(pretrained)
         _check_pretrained(config, pretrained)
     elif config.train.pretrain_steps == 0:
         raise ConfigError("train.pretrain_steps is 0 and no pretrained generator was given: pass --pretrained PATH "
@@ -126,15 +143,47 @@ def run_comparison(config: Config, out_dir, variants=None, benchmarks=(), verbos
     if pretrained is None:
         base = pretrain(config, out_dir / "pretrain", train_data, verbose=verbose)  # Refuses a different config.
     else:
-        base = RunResult(Path(pretrained).parent, 0, float("nan"), -1, Path(pretrained), Path(pretrained), None)
-    config.to_json(out_dir / "config.json")
+        base = RunResult(pretrained.parent, 0, float("nan"), -1, pretrained, pretrained, None)
+    if chief:
+        with storage.gfile_errors(out_dir / "config.json"):
+            config.to_json(out_dir / "config.json")
     runs = []
     for variant in variants:
         variant_config = config.replace(**dict(variant.overrides), name=f"{config.name}_{variant.slug}")
         result = train_gan(variant_config, out_dir / "variants" / variant.slug, base.final_path, train_data,
                            verbose=verbose)
         runs.append((variant, result))
-    return write_report(out_dir / "report", config, train_data, runs, benchmark_sets, pretrained=pretrained)
+    report_dir = out_dir / "report"
+    report = None
+    if chief:
+        report = write_report(report_dir, config, train_data, runs, benchmark_sets, pretrained=pretrained)
+    _wait_for_chief(strategy, out_dir)
+    return report if chief else read_report(report_dir)
+
+
+def _wait_for_chief(strategy, out_dir):
+    """Under ``train.strategy=multi_worker``, waits until every worker gets here, i.e. until the chief has written the
+    report (a no-op otherwise); a WorkerFailedError if the chief (or another worker) fails meanwhile."""
+    try:
+        training_lib._barrier(strategy)
+    except training_lib._WORKER_ERRORS as error:
+        first = next((line.strip() for line in str(getattr(error, "message", error)).splitlines() if line.strip()),
+                     type(error).__name__)
+        raise WorkerFailedError(
+            f"a worker of the multi-worker job failed or became unreachable while the chief wrote the comparison "
+            f"report ({type(error).__name__}: {first[:300]}); start the same command again on every machine: "
+            f"finished runs are skipped (comparison: {out_dir})") from None
+
+
+def read_report(report_dir) -> dict:
+    """The report a comparison wrote (``report/results.json``, local or remote); NaN values read as None."""
+    path = storage.as_path(report_dir) / "results.json"
+    with storage.gfile_errors(path):
+        if not path.is_file():
+            raise RuntimeError(f"the comparison report {path} is missing: under train.strategy=multi_worker the "
+                               "chief writes it, so the comparison directory must be on storage every worker sees "
+                               "(a gs:// bucket or a shared file system)")
+        return json.loads(path.read_text())
 
 
 def _final_logits(run_dir) -> tuple:
@@ -185,9 +234,22 @@ def interpolation_sweep(mse_generator, gan_generator, train_data: TrainData, sca
 
 def write_report(report_dir, config: Config, train_data: TrainData, runs, benchmark_sets=(), pretrained=None) -> dict:
     """Table (Markdown, CSV, JSON) with each variant's status, PSNR-vs-step curves, an image grid and the network
-    interpolation sweep, for finished runs."""
-    report_dir = Path(report_dir)
+    interpolation sweep, for finished runs. ``report_dir`` may be a URL: the files are then made in a local temporary
+    folder and uploaded, ``results.json`` last, and the report's paths are URLs."""
+    report_dir = storage.as_path(report_dir)
+    if isinstance(report_dir, storage.URLPath):
+        with tempfile.TemporaryDirectory(prefix="sr_lib_report_") as staging:
+            report = _make_report(Path(staging), report_dir, config, train_data, runs, benchmark_sets, pretrained)
+            storage.upload_tree(staging, report_dir, last=("results.json",))
+        return report
     report_dir.mkdir(parents=True, exist_ok=True)
+    return _make_report(report_dir, report_dir, config, train_data, runs, benchmark_sets, pretrained)
+
+
+def _make_report(local_dir: Path, report_dir, config: Config, train_data: TrainData, runs, benchmark_sets,
+                 pretrained) -> dict:
+    """Writes the report's files into the local folder ``local_dir``; the paths in the report are under ``report_dir``
+    (where they end up: ``local_dir`` itself, or the URL they are uploaded to)."""
     scale = config.data.scale
     generators = [(label(v.name, r.vgg_weights), evaluate_lib.load_generator(r.final_path))
                   for v, r in runs]
@@ -222,32 +284,32 @@ def write_report(report_dir, config: Config, train_data: TrainData, runs, benchm
         mse_generator, gan_name, gan_generator = pair
         sweep = interpolation_sweep(mse_generator, gan_generator, train_data, scale, benchmark_sets)
         sweep["gan_variant"] = gan_name
-    _write_table(report_dir, rows, columns, config, sweep, pretrained)
+    _write_table(local_dir, rows, columns, config, sweep, pretrained)
 
     curves = {}
     for (variant, result), (name, _) in zip(runs, generators):
         log = read_log(result.run_dir)
         curves[name] = ([row["step"] for row in log], [row["psnr_y"] for row in log])
-    curve_path = plots.plot_psnr_curves(curves, report_dir / "psnr_curves.png", baseline=("bicubic", bicubic_psnr),
-                                        title=f"Validation PSNR-Y (x{scale}, {scale}-px border) during phase 2")
+    plots.plot_psnr_curves(curves, local_dir / "psnr_curves.png", baseline=("bicubic", bicubic_psnr),
+                           title=f"Validation PSNR-Y (x{scale}, {scale}-px border) during phase 2")
     interpolation_path = None
     if sweep is not None:
-        interpolation_path = plots.plot_psnr_curves(
-            {name: (sweep["alphas"], values) for name, values in sweep["psnr_y"].items()},
-            report_dir / "interpolation.png", xlabel="alpha (0: SRResNet-MSE, 1: GAN)",
-            title=f"Network interpolation: SRResNet (MSE) -> {sweep['gan_variant']}")
+        plots.plot_psnr_curves({name: (sweep["alphas"], values) for name, values in sweep["psnr_y"].items()},
+                               local_dir / "interpolation.png", xlabel="alpha (0: SRResNet-MSE, 1: GAN)",
+                               title=f"Network interpolation: SRResNet (MSE) -> {sweep['gan_variant']}")
+        interpolation_path = report_dir / "interpolation.png"
 
     first = slice(0, 1)  # The same validation crop for every method.
     rows_of_images = evaluate_lib.comparison_rows(train_data.valid_lr[first], train_data.valid_hr[first], scale,
                                                   generators)
-    grid_path = plots.save_image_grid(rows_of_images, report_dir / "comparison_grid.png")
+    plots.save_image_grid(rows_of_images, local_dir / "comparison_grid.png")
 
-    report = {"rows": rows, "table": str(report_dir / "results.md"), "curves": str(curve_path),
-              "grid": str(grid_path), "interpolation": sweep,
+    report = {"rows": rows, "table": str(report_dir / "results.md"), "curves": str(report_dir / "psnr_curves.png"),
+              "grid": str(report_dir / "comparison_grid.png"), "interpolation": sweep,
               "interpolation_plot": str(interpolation_path) if interpolation_path else None,
               "collapse_criterion": COLLAPSE_CRITERION,
               "random_vgg": any(r.vgg_weights == "random" for _, r in runs)}
-    (report_dir / "results.json").write_text(json.dumps(_json_safe(report), indent=2) + "\n")
+    storage.write_text(local_dir / "results.json", json.dumps(_json_safe(report), indent=2) + "\n")
     return report
 
 
