@@ -45,9 +45,10 @@ def _free_ports(count):
 
 
 class _Job:
-    """Two `python -m sr_lib train` workers on localhost, each with its TF_CONFIG; always killed on exit."""
+    """Two `python -m sr_lib train` (or ``command``) workers on localhost, each with its TF_CONFIG; always killed on
+    exit."""
 
-    def __init__(self, tmp_path, name, outs, *settings):
+    def __init__(self, tmp_path, name, outs, *settings, command=("train", "--phase", "pretrain")):
         ports = _free_ports(2)
         self.logs = [tmp_path / f"{name}_worker{index}.log" for index in range(2)]
         self.processes = []
@@ -55,12 +56,12 @@ class _Job:
             tf_config = {"cluster": {"worker": [f"localhost:{port}" for port in ports]},
                          "task": {"type": "worker", "index": index}}
             env = dict(os.environ, TF_CONFIG=json.dumps(tf_config), CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-            command = [sys.executable, "-m", "sr_lib", "train", "--preset", "ci", "--phase", "pretrain",
-                       "--out", str(outs[index]), "--set", "train.strategy=multi_worker"]
-            command += [item for setting in settings for item in ("--set", setting)]
+            argv = [sys.executable, "-m", "sr_lib", *command, "--preset", "ci", "--out", str(outs[index]), "--set",
+                    "train.strategy=multi_worker"]
+            argv += [item for setting in settings for item in ("--set", setting)]
             with open(self.logs[index], "w") as log:
                 # A session of its own: the process can be killed by its id whatever it is doing.
-                self.processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                self.processes.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                                        start_new_session=True))
         self.deadline = time.monotonic() + LIMIT_S
 
@@ -125,6 +126,27 @@ def test_two_worker_processes_train_only_the_chief_writes_and_a_second_launch_re
         outputs = [job.output(0), job.output(1)]
     assert codes == [2, 2]
     assert all("disagree about the step to resume from" in text and "gs://" in text for text in outputs), outputs
+
+
+def test_two_worker_processes_compare_and_only_the_chief_writes_the_report(tmp_path):
+    """`compare` under multi_worker: every worker trains phase 1 and both variants, the chief alone writes (runs,
+    config.json, report), and the other worker waits for the report and prints the chief's table instead of hanging
+    or writing its own. (Its writing nothing is checked in-process in tests/test_experiment.py; resuming a
+    comparison is tested there on ram://, and multi-worker resume above.)"""
+    out = tmp_path / "cmp"
+    command = ("compare", "--variants", "srresnet_mse,perpix_modified")
+    with _Job(tmp_path, "compare", [out, out], "train.pretrain_steps=2", "train.gan_steps=2",
+              command=command) as job:
+        job.finish()
+        outputs = [job.output(0), job.output(1)]
+    for run in ("pretrain", "variants/srresnet_mse", "variants/perpix_modified"):
+        assert [row["step"] for row in training.read_log(out / run)] == [2], run  # One writer: one row.
+        assert len(list((out / run / "tensorboard" / "train").glob("events.out.tfevents*"))) == 1, run
+    report = json.loads((out / "report" / "results.json").read_text())
+    assert [row["method"] for row in report["rows"]][:2] == ["bicubic", "SRResNet (MSE)"]
+    assert (out / "config.json").is_file() and (out / "report" / "comparison_grid.png").is_file()
+    table = (out / "report" / "results.md").read_text()
+    assert all(table in text and f"report: {out / 'report'}" in text for text in outputs), outputs[1][-3000:]
 
 
 def test_a_dead_worker_stops_the_job_with_a_clear_message(tmp_path):
