@@ -282,7 +282,9 @@ def _prepare_run_dir(run_dir, config: Config, chief: bool = True):
     creates or writes it; other workers only check it."""
     run_dir = storage.as_path(run_dir)
     saved = run_dir / "config.json"
-    if saved.is_file():
+    with storage.gfile_errors(run_dir):  # An unknown URL scheme or an unreachable bucket: one line naming it.
+        exists = saved.is_file()
+    if exists:
         previous = Config.from_json(saved).to_dict()
         if previous != config.to_dict():
             changed = sorted(f"{section}.{key}" for section, values in config.to_dict().items()
@@ -291,8 +293,9 @@ def _prepare_run_dir(run_dir, config: Config, chief: bool = True):
             raise ConfigError(f"{run_dir} holds a run with a different configuration ({', '.join(changed) or 'name'});"
                               " choose another run directory to start a new run")
     if chief:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config.to_json(saved)
+        with storage.gfile_errors(run_dir):
+            run_dir.mkdir(parents=True, exist_ok=True)
+            config.to_json(saved)
     return run_dir
 
 

@@ -324,3 +324,9 @@ def test_upscale_with_a_bad_remote_model_or_output_is_a_one_line_error(remote_ex
         error = capsys.readouterr().err.strip()
         assert error.startswith("error: ") and message in error and len(error.splitlines()) == 1, error
     assert not (ram / "out").exists()
+
+
+def test_train_into_an_unknown_url_scheme_is_a_one_line_error(capsys):
+    assert main(["train", "--preset", "ci", "--phase", "pretrain", "--out", "nosuchfs://bucket/run"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "nosuchfs://bucket/run" in error and len(error.splitlines()) == 1, error
