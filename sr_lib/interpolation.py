@@ -10,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from sr_lib.callbacks import save_model_atomic
 from sr_lib.evaluate import load_generator
 
 
@@ -59,7 +60,5 @@ def interpolate_files(path_a, path_b, alpha: float, out) -> Path:
         raise ValueError(str(error)) from None
     blended = interpolate_generators(model_a, model_b, alpha)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.keras")  # Written whole, then renamed: never a truncated file at `out`.
-    blended.save(tmp)
-    tmp.replace(out)
+    save_model_atomic(blended, out)  # Written whole, then renamed: never a truncated file at `out`.
     return out

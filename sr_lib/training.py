@@ -346,7 +346,8 @@ def _fit(model, generator, optimizer, checkpointer, config: Config, run_dir, tra
             latest = checkpointer.latest()
             raise TrainingDivergedError(f"{state.diverged}; training stopped. The last good checkpoint is kept: "
                                         f"{latest if latest else 'none was written yet'} (run: {run_dir})")
-    if chief:
+    # A finished run that is run again has nothing new to save (and a remote one would re-upload every model).
+    if chief and (start < steps or not (run_dir / "generator_final.keras").is_file()):
         save_model_atomic(generator, run_dir / "generator_final.keras")
         if not (run_dir / "generator_best_psnr_y.keras").is_file():  # Zero-step phase: the final one is the best.
             save_model_atomic(generator, run_dir / "generator_best_psnr_y.keras")

@@ -236,3 +236,18 @@ def test_plain_folder_without_validation_folder_warns(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         training.prepare_data(separate)
+
+
+def test_running_a_finished_run_again_trains_and_rewrites_nothing(tmp_path, train_data):
+    config = get_preset("ci").replace(**{"train.pretrain_steps": 2})
+    first = training.pretrain(config, tmp_path / "run", train_data, verbose=0)
+    final = first.final_path
+    stamp = final.stat().st_mtime_ns
+    log = (tmp_path / "run" / "log.csv").read_text()
+    time.sleep(0.01)
+    again = training.pretrain(config, tmp_path / "run", train_data, verbose=0)
+    assert again.step == first.step == 2 and again.best_step == first.best_step
+    assert final.stat().st_mtime_ns == stamp and (tmp_path / "run" / "log.csv").read_text() == log
+    final.unlink()  # Interrupted between the last checkpoint and the final save: the final model is written.
+    training.pretrain(config, tmp_path / "run", train_data, verbose=0)
+    assert final.is_file()
