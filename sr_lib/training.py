@@ -597,6 +597,9 @@ def train_gan(config: Config, run_dir, pretrained_generator, train_data: TrainDa
     policy = resolve_precision(config.train.mixed_precision)
     t, m, d = config.train, config.model, config.data
     initial_weights = _initial_weights(pretrained_generator)
+    # Resolved before seeding: deciding "auto" may build (and fail to download) a VGG19, which draws random numbers;
+    # after the seed, random VGG weights would then depend on whether an earlier call had already decided it.
+    resolve_vgg_weights(config.loss.vgg_weights)
     with _precision(policy), strategy.scope():
         # Same initial weights for the same config: every variant of a comparison starts from the same discriminator.
         keras.utils.set_random_seed(t.seed)

@@ -251,3 +251,18 @@ def test_running_a_finished_run_again_trains_and_rewrites_nothing(tmp_path, trai
     final.unlink()  # Interrupted between the last checkpoint and the final save: the final model is written.
     training.pretrain(config, tmp_path / "run", train_data, verbose=0)
     assert final.is_file()
+
+
+def test_random_vgg_weights_do_not_depend_on_when_auto_was_decided(tmp_path, train_data, monkeypatch):
+    """Offline, "auto" means random VGG19 weights; deciding it builds a VGG19 (random draws) once per process. Two
+    runs of one config, the first deciding "auto" and the second finding it decided, must train identically."""
+    monkeypatch.setattr(training, "_AUTO_VGG", {})
+    config = get_preset("ci").replace(**{"loss.content": "vgg54", "loss.adversarial": "modified",
+                                         "loss.vgg_weights": "auto", "train.gan_steps": 2})
+    with pytest.warns(UserWarning, match="RANDOM VGG"):
+        first = training.train_gan(config, tmp_path / "a", None, train_data, verbose=0)
+    second = training.train_gan(config, tmp_path / "b", None, train_data, verbose=0)
+    assert first.vgg_weights == second.vgg_weights == "random"
+    for a, b in zip(keras.saving.load_model(first.final_path).get_weights(),
+                    keras.saving.load_model(second.final_path).get_weights()):
+        np.testing.assert_array_equal(a, b)
