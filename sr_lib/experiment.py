@@ -241,9 +241,12 @@ def write_report(report_dir, config: Config, train_data: TrainData, runs, benchm
         with tempfile.TemporaryDirectory(prefix="sr_lib_report_") as staging:
             report = _make_report(Path(staging), report_dir, config, train_data, runs, benchmark_sets, pretrained)
             storage.upload_tree(staging, report_dir, last=("results.json",))
-        return report
-    report_dir.mkdir(parents=True, exist_ok=True)
-    return _make_report(report_dir, report_dir, config, train_data, runs, benchmark_sets, pretrained)
+    else:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        report = _make_report(report_dir, report_dir, config, train_data, runs, benchmark_sets, pretrained)
+    if report["interpolation_plot"] is None:  # An earlier run's sweep (other variants) must not pass for this one's.
+        storage.remove(report_dir / "interpolation.png")
+    return report
 
 
 def _make_report(local_dir: Path, report_dir, config: Config, train_data: TrainData, runs, benchmark_sets,

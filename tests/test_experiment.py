@@ -186,3 +186,17 @@ def test_bad_remote_paths_in_compare_are_one_line_errors_before_any_work(args, m
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and message in error and len(error.splitlines()) == 1, error
     assert not out.exists()
+
+
+def test_a_rerun_without_a_sweep_removes_the_earlier_interpolation_plot(tmp_path, capsys):
+    keras.utils.set_random_seed(3)
+    training.build_generator(get_preset("ci")).save(tmp_path / "g.keras")
+    argv = ["compare", "--preset", "ci", "--out", str(tmp_path / "cmp"), "--pretrained", str(tmp_path / "g.keras"),
+            "--set", "train.gan_steps=2", "--variants"]
+    assert main(argv + ["srresnet_mse,perpix_modified"]) == 0
+    assert (tmp_path / "cmp" / "report" / "interpolation.png").is_file()
+    assert main(argv + ["srresnet_mse"]) == 0  # One variant: no GAN to blend with, so no sweep this time.
+    report = json.loads((tmp_path / "cmp" / "report" / "results.json").read_text())
+    assert report["interpolation_plot"] is None and [row["method"] for row in report["rows"]] == [
+        "bicubic", "SRResNet (MSE)"]
+    assert not (tmp_path / "cmp" / "report" / "interpolation.png").exists()
