@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from sr_lib import plots, storage
 from sr_lib.evaluate import comparison_rows, evaluate_arrays
@@ -68,26 +67,6 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
                 return
 
 
-class LocalPredictor:
-    """``predict`` by calling the model directly on this process's copy of its weights, batch by batch.
-
-    ``Model.predict`` on a model built under a ``tf.distribute`` strategy splits the batches across the replicas (and,
-    with several workers, gathers them back with collectives that every worker must join); this never communicates.
-    """
-
-    def __init__(self, model):
-        self.model = model
-
-    def __call__(self, x, training=False):
-        return self.model(x, training=training)
-
-    def predict(self, x, batch_size=8, verbose=0):
-        x = np.asarray(x)
-        outputs = [keras.ops.convert_to_numpy(self.model(x[start:start + batch_size], training=False))
-                   for start in range(0, len(x), batch_size)]
-        return np.concatenate(outputs, axis=0)
-
-
 class ValidationCallback(keras.callbacks.Callback):
     """PSNR/SSIM of the generator on the fixed validation crops, on Y with a border of ``scale`` pixels (the paper's
     protocol) and on RGB; SR is rounded to uint8 first, as a saved image would be. Keeps the best generator.
@@ -107,7 +86,7 @@ class ValidationCallback(keras.callbacks.Callback):
         self.state.step = (epoch + 1) * self.state.steps_per_epoch
         if self.state.diverged:
             return
-        values = evaluate_arrays(self.valid_lr, self.valid_hr, self.scale, LocalPredictor(self.generator),
+        values = evaluate_arrays(self.valid_lr, self.valid_hr, self.scale, self.generator,
                                  batch_size=self.batch_size).means
         logs.update(values, step=self.state.step)
         if values["psnr_y"] > self.state.best_psnr_y:
@@ -216,7 +195,7 @@ def _plain(value):
 
 def save_comparison_grid(generator, valid_lr, valid_hr, scale, path):
     """One row per crop: LR, bicubic, SR, HR."""
-    rows = comparison_rows(valid_lr, valid_hr, scale, [("SR", LocalPredictor(generator))])
+    rows = comparison_rows(valid_lr, valid_hr, scale, [("SR", generator)])
     path = storage.as_path(path)
     if not isinstance(path, storage.URLPath):
         return plots.save_image_grid(rows, path)

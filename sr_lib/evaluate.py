@@ -163,7 +163,9 @@ def png_bytes(image) -> bytes:
 
 def predict(generator, lr_unit, batch_size=8) -> np.ndarray:
     """SR in [-1, 1] of a batch of LR crops in [0, 1], by calling the generator (Keras model or Upscaler) batch by
-    batch. Not ``Model.predict``: that traces a new function per model, and a comparison evaluates many models."""
+    batch. Not ``Model.predict``: that traces a new function per model (a comparison evaluates many), and on a model
+    built under a ``tf.distribute`` strategy it splits the batches across the replicas and, with several workers,
+    gathers them with collectives every worker must join; a direct call uses this process's copy of the weights."""
     lr_unit = np.asarray(lr_unit, np.float32)
     return np.concatenate([np.asarray(generator(tf.constant(lr_unit[start:start + batch_size]), training=False))
                            for start in range(0, len(lr_unit), batch_size)], axis=0)
