@@ -27,7 +27,6 @@ OUT_ROOT = "../runs/notebooks"
 import json
 from pathlib import Path
 
-import numpy as np
 from IPython.display import Image
 from PIL import Image as PILImage
 
@@ -96,10 +95,11 @@ Table([{"set": name, "image": row["name"],
       digits=2, title="PSNR-Y (dB) per image")
 
 # %%
-gains = {label: {f"{name}/{row['name']}": row["psnr_y"] - evaluations[(name, "bicubic")].per_image[index]["psnr_y"]
-                 for name in sets for index, row in enumerate(evaluations[(name, label)].per_image)}
-         for label in generators}
-Image(plots.plot_bars(gains, OUT / "gain_over_bicubic.png", ylabel="PSNR-Y gain over bicubic (dB)",
+gains = {(name, label): evaluations[(name, label)].gains_over(evaluations[(name, "bicubic")])
+         for name in sets for label in generators}
+Image(plots.plot_bars({label: {f"{name}/{image}": gains[(name, label)][image] for name in sets
+                               for image in gains[(name, label)]} for label in generators},
+                      OUT / "gain_over_bicubic.png", ylabel="PSNR-Y gain over bicubic (dB)",
                       title="Where each model helps: PSNR-Y(model) - PSNR-Y(bicubic), per image"))
 
 # %% [markdown]
@@ -109,7 +109,8 @@ Image(plots.plot_bars(gains, OUT / "gain_over_bicubic.png", ylabel="PSNR-Y gain 
 
 # %%
 first = next(iter(generators))
-best = {name: int(np.argmax([gains[first][f"{name}/{n}"] for n in names])) for name, (names, _) in sets.items()}
-rows = [zoom.zoom_row(sets[name][1][index], scale, list(generators.items()), size=96) for name, index in best.items()]
-titles = [f"{name}: {sets[name][0][index]}" for name, index in best.items()]
-Image(plots.save_image_grid(rows, OUT / "zoomed_comparison.png", titles=titles, cell_inches=2.6))
+best = {name: max(gains[(name, first)], key=gains[(name, first)].get) for name in sets}
+rows = [zoom.zoom_row(sets[name][1][sets[name][0].index(image)], scale, list(generators.items()), size=96)
+        for name, image in best.items()]
+Image(plots.save_image_grid(rows, OUT / "zoomed_comparison.png", titles=[f"{name}: {image}" for name, image in
+                                                                        best.items()], cell_inches=2.6))

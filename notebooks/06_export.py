@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from IPython.display import Image
 
-from sr_lib import data, evaluate, export, inference, plots, ranges, runtime, standalone, tiling
+from sr_lib import data, evaluate, export, inference, plots, ranges, runtime, standalone, storage, tiling
 from sr_lib.tables import Table
 
 OUT = Path(OUT_ROOT) / "06_export"
@@ -50,6 +50,7 @@ print(runtime.describe(precision="none", vgg_weights="none"))
 # the training config and metrics when they sit next to the model file.
 
 # %%
+storage.rmtree(OUT / "srresnet_x4_savedmodel")  # A re-run replaces this notebook's export (export never overwrites).
 metadata = export.export_generator(MODEL, OUT / "srresnet_x4_savedmodel", tflite=TFLITE,
                                    config_path=Path(MODEL).parent / "config.json",
                                    metrics_path=Path(MODEL).parent / "log.csv")
@@ -69,9 +70,7 @@ Table([{"key": key, "value": str(metadata[key])} for key in ("source_model", "sc
 
 # %%
 photo = data.decode_image(PHOTO) if PHOTO else data.default_images("train")[0]
-side = min(PHOTO_SIDE or max(photo.shape[:2]), *photo.shape[:2])
-top, left = (photo.shape[0] - side) // 2, (photo.shape[1] - side) // 2
-lr = photo[top:top + side, left:left + side] if PHOTO_SIDE else photo
+lr = data.center_crop(photo, PHOTO_SIDE) if PHOTO_SIDE else photo
 check = lr[:96, :96]
 sr_standalone, described = standalone.run_without_sr_lib(OUT / "srresnet_x4_savedmodel", check)
 keras_model = evaluate.load_generator(MODEL)
@@ -115,9 +114,8 @@ Table([{"run": "whole image", "tiles": 1, "seconds": whole_seconds},
 # The upscaled photograph, and a 128×128 window of it at full resolution next to bicubic:
 
 # %%
-hr_window = np.s_[:512, :512] if min(whole.shape[:2]) >= 512 else np.s_[:, :]
-zoom_window = np.s_[whole.shape[0] // 2 - 64:whole.shape[0] // 2 + 64, whole.shape[1] // 2 - 64:whole.shape[1] // 2 + 64]
 bicubic = ranges.unit_to_uint8(data.bicubic_upscale(ranges.uint8_to_unit(lr), upscaler.scale)).numpy()
-Image(plots.save_image_grid([[("SRResNet, tiled (top-left 512 px)", tiled[hr_window]),
-                              ("bicubic, centre 128 px", bicubic[zoom_window]),
-                              ("SRResNet, centre 128 px", tiled[zoom_window])]], OUT / "photo.png", cell_inches=3.5))
+Image(plots.save_image_grid([[("SRResNet, tiled (top-left 512 px)", tiled[:512, :512]),
+                              ("bicubic, centre 128 px", data.center_crop(bicubic, 128)),
+                              ("SRResNet, centre 128 px", data.center_crop(tiled, 128))]], OUT / "photo.png",
+                            cell_inches=3.5))

@@ -25,7 +25,7 @@ import tensorflow as tf  # noqa: E402
 from sr_lib import data as data_lib  # noqa: E402
 from sr_lib import losses as losses_lib  # noqa: E402
 from sr_lib.models import make_discriminator, make_generator  # noqa: E402
-from sr_lib.runtime import cpu_name as _cpu_name  # noqa: E402
+from sr_lib.runtime import cpu_name  # noqa: E402
 from sr_lib.training import SRGAN, resolve_precision  # noqa: E402
 
 
@@ -115,7 +115,7 @@ def main(argv=None):
 
     device = tf.config.list_physical_devices("GPU")
     machine = {"device": device[0].name if device else f"CPU ({os.cpu_count()} cores)",
-               "processor": _cpu_name(), "tensorflow": tf.__version__,
+               "processor": cpu_name(), "tensorflow": tf.__version__,
                "keras": keras.__version__, "batch_size": args.batch_size, "hr_size": args.hr_size,
                "blocks": args.blocks, "channels": args.channels, "timed_steps": args.steps}
     print(f"{'benchmark':<30} {'precision':<18} {'patches/s':>10}")

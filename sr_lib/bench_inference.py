@@ -123,7 +123,7 @@ def main(argv=None):
         print(json.dumps(_worker(json.loads(args.worker))))
         return
 
-    from sr_lib.bench import _cpu_name
+    from sr_lib.runtime import cpu_name
     from sr_lib.training import resolve_precision
 
     height, width = (int(v) for v in args.size.lower().split("x"))
@@ -152,7 +152,7 @@ def main(argv=None):
     import keras
     import tensorflow as tf
 
-    machine = {"processor": _cpu_name(), "cores": os.cpu_count(), "tensorflow": tf.__version__,
+    machine = {"processor": cpu_name(), "cores": os.cpu_count(), "tensorflow": tf.__version__,
                "keras": keras.__version__, "lr_size": [height, width], "blocks": args.blocks,
                "channels": args.channels, "repeats": args.repeats}
     out = Path(args.out)

@@ -35,6 +35,14 @@ class Evaluation:
     def means(self) -> dict:
         return {key: float(_WORST_CASE.get(key, np.mean)([row[key] for row in self.per_image])) for key in METRIC_NAMES}
 
+    def gains_over(self, baseline: "Evaluation", metric="psnr_y") -> dict:
+        """Image name -> this method's ``metric`` minus ``baseline``'s on that image (e.g. the PSNR-Y gain over
+        bicubic), in this evaluation's order; both must hold the same images."""
+        theirs = {row["name"]: row[metric] for row in baseline.per_image}
+        if sorted(theirs) != sorted(row["name"] for row in self.per_image):
+            raise ValueError(f"{self.method} and {baseline.method} were evaluated on different images")
+        return {row["name"]: row[metric] - theirs[row["name"]] for row in self.per_image}
+
 
 def benchmark_name(folder) -> str:
     """A table label for an image folder: ``.../Set5/HR`` -> ``Set5``, ``.../Set14`` -> ``Set14`` (also for a URL,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from sr_lib import ranges, storage
-from sr_lib.tiling import ReceptiveField, receptive_field
+from sr_lib.models import as_float32
+from sr_lib.tiling import ReceptiveField, keys_cubic, receptive_field
 
 # Where an export keeps its description (TF Serving's folder for extra files; loaders ignore it).
 METADATA_FILE = Path("assets.extra") / "sr_lib.json"
@@ -69,20 +71,13 @@ _KEYS_TABLE_SIZE = 1024  # TensorFlow's ResizeBicubic reads Keys' kernel from a 
 def _bicubic_phase_kernels(factor: int):
     """(5, factor) float32: for output phase i of a half-pixel bicubic upscaling by ``factor``, the weights of input
     offsets -2..2 around the cell (Keys a = -0.5 at TensorFlow's table resolution)."""
-
-    def keys(t):
-        t, a = abs(t), -0.5
-        if t <= 1:
-            return ((a + 2) * t - (a + 3)) * t * t + 1
-        return ((a * t - 5 * a) * t + 8 * a) * t - 4 * a if t < 2 else 0.0
-
     kernels = np.zeros((5, factor), np.float32)
     for phase in range(factor):
         x = (phase + 0.5) / factor - 0.5
         base = math.floor(x)
-        t = round((x - base) * _KEYS_TABLE_SIZE) / _KEYS_TABLE_SIZE
-        for k, weight in enumerate((keys(1 + t), keys(t), keys(1 - t), keys(2 - t))):
-            kernels[base - 1 + k + 2, phase] = weight
+        t = Fraction(round((x - base) * _KEYS_TABLE_SIZE), _KEYS_TABLE_SIZE)
+        for k, offset in enumerate((1 + t, t, 1 - t, 2 - t)):
+            kernels[base - 1 + k + 2, phase] = float(keys_cubic(offset))
     return kernels
 
 
@@ -135,27 +130,17 @@ class DynamicUpSampling2D(keras.layers.UpSampling2D):
 
 
 def inference_model(model, resize_layers=None) -> keras.Model:
-    """A float32 copy of a generator (same weights) for inference and export: every layer's dtype policy becomes
-    float32 (as :func:`sr_lib.models.as_float32` does; a mixed-precision generator would otherwise run in
-    bfloat16/float16), and resizing ``UpSampling2D`` layers accept any input size in a ``tf.function``.
+    """A float32 copy of a generator (same weights) for inference and export (:func:`sr_lib.models.as_float32`: a
+    mixed-precision generator would otherwise run in bfloat16/float16), whose resizing ``UpSampling2D`` layers accept
+    any input size in a ``tf.function``.
 
     Args:
         model: the generator.
         resize_layers: ``{interpolation: UpSampling2D subclass}`` replacing the defaults (the TFLite export's).
     """
     replacements = {"bilinear": DynamicUpSampling2D, "bicubic": DynamicUpSampling2D, **(resize_layers or {})}
-
-    def clone(layer):
-        config = layer.get_config()
-        config["dtype"] = "float32"
-        cls = layer.__class__
-        if isinstance(layer, keras.layers.UpSampling2D):
-            cls = replacements.get(layer.interpolation, cls)
-        return cls.from_config(config)
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    return copy
+    return as_float32(model, lambda layer: replacements.get(layer.interpolation)
+                      if isinstance(layer, keras.layers.UpSampling2D) else None)
 
 
 def is_saved_model(path) -> bool:

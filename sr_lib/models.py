@@ -153,14 +153,21 @@ def make_generator(
     return keras.Model(inputs, outputs, name=name)
 
 
-def as_float32(model):
+def as_float32(model, layer_class=None):
     """A float32 copy (same weights) of a model built under a mixed-precision policy, e.g. to ship or export a
-    generator trained in mixed_bfloat16: loaded as saved, it would otherwise run in bfloat16 and lose PSNR."""
+    generator trained in mixed_bfloat16: loaded as saved, it would otherwise run in bfloat16 and lose PSNR.
+
+    Args:
+        model: the model to copy.
+        layer_class: optional ``layer -> class or None``: the class to rebuild a layer with (from its config) instead
+            of its own, e.g. a resize layer that accepts any input size for export.
+    """
 
     def float32_layer(layer):
         config = layer.get_config()
         config["dtype"] = "float32"
-        return layer.__class__.from_config(config)
+        cls = (layer_class(layer) if layer_class else None) or layer.__class__
+        return cls.from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=float32_layer)
     copy.set_weights(model.get_weights())

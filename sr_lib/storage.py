@@ -134,19 +134,8 @@ def as_path(path):
 
 
 def write_text(path, text: str):
-    """Writes a small text file whole: locally to a temporary name, flushed, then renamed into place (atomic on
-    POSIX); remotely as one object."""
-    path = as_path(path)
-    if isinstance(path, URLPath):
-        path.write_text(text)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Writes a small text file whole (:func:`write_bytes`)."""
+    write_bytes(path, text.encode("utf-8"))
 
 
 def upload(local_file, destination):
@@ -241,7 +230,8 @@ def gfile_errors(path=None):
 
 
 def write_bytes(path, data: bytes):
-    """Writes a file whole: locally to a temporary name, then renamed into place; remotely as one object."""
+    """Writes a file whole: locally to a temporary name, flushed to disk, then renamed into place (atomic on POSIX);
+    remotely as one object."""
     path = as_path(path)
     if isinstance(path, URLPath):
         with gfile_errors(path):
@@ -250,7 +240,10 @@ def write_bytes(path, data: bytes):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -81,8 +81,8 @@ def _layer_kind(layer):
     return None
 
 
-def _keys_cubic(t: Fraction) -> Fraction:
-    """Keys' cubic kernel with a = -0.5 (TensorFlow's bicubic resize), exactly."""
+def keys_cubic(t: Fraction) -> Fraction:
+    """Keys' cubic kernel with a = -0.5 (TensorFlow's bicubic resize), exactly for a ``Fraction`` (a float works too)."""
     t = abs(t)
     a = Fraction(-1, 2)
     if t <= 1:
@@ -103,7 +103,7 @@ def _resize_taps(position: int, factor: int, interpolation: str) -> list:
     if interpolation == "bilinear":
         weights = {base: 1 - t, base + 1: t}
     elif interpolation == "bicubic":
-        weights = {base + offset: _keys_cubic(t - offset) for offset in (-1, 0, 1, 2)}
+        weights = {base + offset: keys_cubic(t - offset) for offset in (-1, 0, 1, 2)}
     else:
         raise ValueError(f"UpSampling2D interpolation {interpolation!r} is not supported for tiling")
     return [index for index, weight in weights.items() if weight != 0]

@@ -105,22 +105,10 @@ def read_image(path) -> np.ndarray:
 
 
 def write_png(image, target) -> None:
-    """Writes ``image`` to ``target`` through a temporary file renamed into place (no half-written PNG); to a URL as
-    one object."""
-    target = storage.as_path(target)
-    if isinstance(target, storage.URLPath):
-        from sr_lib.evaluate import png_bytes
+    """Writes ``image`` to ``target`` as PNG, whole (never a half-written file): see :func:`sr_lib.storage.write_bytes`."""
+    from sr_lib.evaluate import png_bytes  # Here: importing evaluate starts TensorFlow.
 
-        storage.write_bytes(target, png_bytes(image))
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        Image.fromarray(image).save(temporary, format="PNG")
-        os.replace(temporary, target)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    storage.write_bytes(target, png_bytes(image))
 
 
 def _onednn_enabled() -> bool:

@@ -392,3 +392,10 @@ def test_inspect_images_reports_each_file(tmp_path):
     assert rows["cmyk.jpg"]["stored as"] == "JPEG CMYK 30x20" and rows["cmyk.jpg"]["decoded to"] == "RGB uint8 20x30"
     assert rows["good.png"]["decoded to"] == "RGB uint8 20x30"
     assert rows["broken.png"]["decoded to"].startswith("unreadable")
+
+
+def test_center_crop_takes_the_middle_and_keeps_short_sides():
+    image = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    np.testing.assert_array_equal(data.center_crop(image, 4), image[1:5, 2:6])
+    assert data.center_crop(image, 7).shape == (6, 7, 3)
+    assert data.center_crop(image, 100).shape == image.shape

@@ -182,6 +182,19 @@ def test_evaluate_reports_the_worst_images_color_shift():
     assert evaluation.means["color_shift"] == 4.0 and evaluation.means["psnr_y"] == 25.0
 
 
+def test_gains_over_a_baseline_per_image():
+    from sr_lib import evaluate as evaluate_lib
+
+    model = evaluate_lib.Evaluation("m", "Set5", per_image=[{"name": "baby", "psnr_y": 33.0},
+                                                           {"name": "bird", "psnr_y": 30.5}])
+    bicubic = evaluate_lib.Evaluation("bicubic", "Set5", per_image=[{"name": "bird", "psnr_y": 29.0},
+                                                                    {"name": "baby", "psnr_y": 31.5}])
+    assert model.gains_over(bicubic) == {"baby": 1.5, "bird": 1.5}
+    other = evaluate_lib.Evaluation("bicubic", "Set14", per_image=[{"name": "zebra", "psnr_y": 26.0}])
+    with pytest.raises(ValueError, match="different images"):
+        model.gains_over(other)
+
+
 def test_checkerboard_sees_a_periodic_pattern_and_not_a_smooth_image():
     ramp = np.linspace(0, 1, 64, dtype=np.float32)
     smooth = np.stack([np.add.outer(ramp, ramp) / 2] * 3, axis=-1)

@@ -12,11 +12,11 @@ from sr_lib.data.files import (DEFAULT_IMAGES, DIV2K_FOLDERS, IMAGE_EXTENSIONS, 
                                default_images, find_div2k, find_images, inspect_images, is_div2k, load_images, resolve_images,
                                split_holdout)
 from sr_lib.data.pairs import (SCALES, augment, bicubic_downsample, bicubic_upscale, degrade, gaussian_blur,
-                               make_pair, random_crop)
+                               make_pair, random_crop, center_crop)
 
 __all__ = [
     "DEFAULT_IMAGES", "DIV2K_FOLDERS", "IMAGE_EXTENSIONS", "SCALES", "DataError", "augment", "bicubic_downsample",
-    "bicubic_upscale", "decode_image", "default_images", "degrade", "find_div2k", "find_images", "gaussian_blur", "inspect_images",
+    "bicubic_upscale", "center_crop", "decode_image", "default_images", "degrade", "find_div2k", "find_images", "gaussian_blur", "inspect_images",
     "is_div2k", "load_images", "make_pair", "make_train_dataset", "make_validation_set", "random_crop",
     "resolve_images", "split_holdout",
 ]

@@ -179,10 +179,13 @@ def decode_image(path) -> np.ndarray:
         raise DataError(f"cannot decode image {path}: {_describe(error)}") from error
 
 
+def _source(path):
+    """What Pillow opens: the path, or a URL's object read whole through tf.io.gfile (Pillow decodes from memory)."""
+    return io.BytesIO(storage.URLPath(path).read_bytes()) if storage.is_url(path) else path
+
+
 def _decode(path):
-    if storage.is_url(path):  # Read the object whole through tf.io.gfile; Pillow decodes from memory.
-        path = io.BytesIO(storage.URLPath(path).read_bytes())
-    with Image.open(path) as image:
+    with Image.open(_source(path)) as image:
         # load() decodes every byte now, so a truncated file fails here rather than mid-epoch. We do not set
         # ImageFile.LOAD_TRUNCATED_IMAGES: it would silently fill the missing part with grey.
         image.load()
@@ -244,7 +247,7 @@ def inspect_images(paths) -> list[dict]:
     rows = []
     for path in map(os.fspath, paths):
         try:
-            with Image.open(io.BytesIO(storage.URLPath(path).read_bytes()) if storage.is_url(path) else path) as image:
+            with Image.open(_source(path)) as image:
                 stored = f"{image.format} {image.mode} {image.width}x{image.height}"
         except Exception as error:  # See decode_image: any failure to read the header is a reason, not a crash.
             stored = f"unreadable header ({type(error).__name__})"

@@ -124,6 +124,15 @@ def _crop_origin(height, width, size, seed):
     return tf.math.floormod(draws[0], height - size + 1), tf.math.floormod(draws[1], width - size + 1)
 
 
+def center_crop(image, size):
+    """The central ``size x size`` crop of an HWC image (numpy or tensor); a side shorter than ``size`` is kept
+    whole."""
+    height, width = image.shape[:2]
+    crop_height, crop_width = min(size, height), min(size, width)
+    top, left = (height - crop_height) // 2, (width - crop_width) // 2
+    return image[top:top + crop_height, left:left + crop_width]
+
+
 def random_crop(image_uint8, size, seed) -> tf.Tensor:
     """A size x size crop at a stateless random position.
 
