@@ -218,7 +218,7 @@ def make_parser():
                                                       "over an input)")
     upscale.add_argument("--tile", type=int, help="kept tile side in LR pixels (each tile also reads the network's "
                                                   "receptive field around it; the result equals whole-image "
-                                                  "inference); 0 = whole image; default: sized for about 0.5 GiB "
+                                                  "inference within 1 grey level); 0 = whole image; default: sized for about 0.5 GiB "
                                                   "per activation")
     upscale.add_argument("--no-progress", action="store_true", help="no progress bars")
     upscale.set_defaults(func=cmd_upscale)

@@ -53,10 +53,6 @@ def start(argv) -> None:
     _started = True
     verbose = "--verbose" in argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
-    if argv[:1] == ["upscale"]:
-        # oneDNN picks convolution kernels by tensor shape, so a tile and the whole image can differ in the last float
-        # bit; TensorFlow's own (Eigen) kernels give identical results. Must be set before TensorFlow starts.
-        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     warnings.showwarning = _one_line_warning
     if verbose:
         return

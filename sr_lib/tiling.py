@@ -1,4 +1,4 @@
-"""Tiled inference that gives exactly the whole-image result, with the context computed from the network.
+"""Tiled inference that gives the whole-image result, with the context computed from the network.
 
 An output pixel of a fully convolutional generator depends on the LR pixels of its receptive field and on nothing
 else, *except* where that field reaches past the image border, where the convolutions' zero padding stands in for the
@@ -9,11 +9,11 @@ stages, a resized global-residual branch), and :func:`plan_axis` cuts each axis 
 clamped at the image border and never padded. Each tile's kept part is copied into a host (uint8) array, so memory is
 bounded by the tile, not the image.
 
-Exactness needs the same arithmetic too: tiles and whole image are computed by one ``tf.function`` in float32, and
-the tests check bit equality (``tests/test_upscale.py``). One known exception, from TensorFlow's resize kernels: a
-bilinear/bicubic ``UpSampling2D`` by a factor that is not a power of two (x3) computes its sampling positions in float32
-from the absolute pixel index, so those positions (and the result) can differ in the last bit between a tile and the
-whole image. Nearest and sub-pixel stages, and every power-of-two factor, are exact.
+Equal pixels do not mean equal arithmetic: a tile is another problem size, and the kernels TensorFlow picks for the
+CPU (oneDNN or Eigen, AVX2 or AVX-512 code paths) block and reorder float sums by size, so tiles and whole image differ
+in the last float bits, and after rounding to uint8 by at most one grey level on rare pixels. The tests bound exactly
+that (``tests/test_upscale.py``, ``tests/tolerances.py``); bit-identity is not promised, because it holds on no CPU for
+every kernel choice.
 """
 
 from __future__ import annotations

@@ -97,8 +97,17 @@ def prepare_data(config: Config) -> TrainData:
     return TrainData(train_images, valid_lr, valid_hr)
 
 
+# ONEDNN_MAX_CPU_ISA values under which oneDNN still uses the CPU's bfloat16 instructions (oneDNN's names).
+_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "AVX10_1_512",
+              "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2", "ALL", "DEFAULT")
+
+
 def cpu_bf16_flags() -> list:
-    """The CPU's bfloat16 instruction sets (``amx_bf16``, ``avx512_bf16``) found in /proc/cpuinfo, if any."""
+    """The CPU's bfloat16 instruction sets (``amx_bf16``, ``avx512_bf16``) found in /proc/cpuinfo, if any, and none
+    when ``ONEDNN_MAX_CPU_ISA`` keeps oneDNN below them (e.g. ``AVX2``, to compute as an AVX2-only CPU does)."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if limit and limit not in _BF16_ISAS:
+        return []
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -2,8 +2,9 @@
 
 MODEL is a ``.keras`` generator or a SavedModel folder written by ``export``; each INPUT is an image file or a folder
 (searched recursively; its sub-folders are mirrored under DIR). Each image is written as ``<stem>_x<scale>.png``, never
-over an input. Images are processed in tiles whose results equal whole-image inference bit for bit
-(:mod:`sr_lib.tiling`); the output is assembled on the host as uint8, so memory is bounded by the tile. Unusable inputs
+over an input. Images are processed in tiles whose results equal whole-image inference within one grey level
+(:mod:`sr_lib.tiling`), with the kernels TensorFlow picks for this CPU; the output is assembled on the host as uint8, so
+memory is bounded by the tile. Unusable inputs
 are reported by path and skipped; the others are still written.
 
 MODEL, the INPUTs and DIR may also be ``tf.io.gfile`` URLs (``gs://bucket/photos``; see :mod:`sr_lib.storage`): a
@@ -111,15 +112,6 @@ def write_png(image, target) -> None:
     storage.write_bytes(target, png_bytes(image))
 
 
-def _onednn_enabled() -> bool:
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except Exception:  # Private API: fall back on the variable TensorFlow reads at start-up.
-        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false")
-
-
 def resolve_tile(upscaler, tile) -> int:
     """The kept tile side in LR pixels: ``tile`` (0 = whole image), or the default sized to bounded memory.
 
@@ -157,9 +149,6 @@ def upscale_files(upscaler, inputs, out_dir, tile=None, progress=True) -> Upscal
         with storage.gfile_errors(out_dir):
             out_dir.exists()
     tile = resolve_tile(upscaler, tile)
-    if tile and _onednn_enabled():
-        warnings.warn("oneDNN is on (TF_ENABLE_ONEDNN_OPTS was not 0 when TensorFlow started): tiles equal the whole "
-                      "image only up to float rounding, not bit for bit")
     report = UpscaleReport(upscaler.scale, tile)
     jobs, report.failed = plan_outputs(inputs, out_dir, upscaler.scale)
     images = tqdm(jobs, desc="images", unit="image", disable=not progress or not jobs)

@@ -1,8 +1,8 @@
-"""Tiled inference equals whole-image inference exactly; the `upscale` command on good, odd and broken files."""
+"""Tiled inference equals whole-image inference within one grey level; the `upscale` command on good, odd and broken
+files."""
 
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +16,7 @@ from skimage import data as skdata
 from sr_lib import tiling
 from sr_lib.cli import main
 from sr_lib.models import make_generator
+from tolerances import FLOAT_ATOL, MAX_GREY_LEVELS, assert_uint8_close, within_one_grey_level
 
 # In-process runs keep the test session's oneDNN setting; upscale says tiles are then exact only to float rounding.
 pytestmark = pytest.mark.filterwarnings("ignore:oneDNN is on")
@@ -83,12 +84,13 @@ def test_tiles_cover_each_pixel_once_with_clamped_context(size, tile):
 
 # ------------------------------------------------------------------------------------------ tiled == whole image
 
-@pytest.fixture(scope="module")
-def tiling_results(tmp_path_factory):
-    """tests/tiling_check.py in a process started with oneDNN's custom kernels off, as `upscale` starts."""
+@pytest.fixture(scope="module", params=["0", "1"], ids=["eigen", "onednn"])
+def tiling_results(request, tmp_path_factory):
+    """tests/tiling_check.py in its own process, with oneDNN's custom kernels off and on (read at TensorFlow's
+    start), on whatever instruction set this CPU (or ONEDNN_MAX_CPU_ISA) gives."""
     done = subprocess.run([sys.executable, str(ROOT / "tests" / "tiling_check.py"),
                            str(tmp_path_factory.mktemp("tiling"))], capture_output=True, text=True, cwd=ROOT,
-                          env=_env(TF_ENABLE_ONEDNN_OPTS="0"))
+                          env=_env(TF_ENABLE_ONEDNN_OPTS=request.param))
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 
@@ -99,23 +101,33 @@ CASES = [f"x{s}-{u}" for s in (2, 3, 4, 8) for u in ("subpixel", "upsampling")] 
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_tiled_equals_whole_image_exactly(tiling_results, case):
+def test_tiled_equals_whole_image_within_one_grey_level(tiling_results, case):
+    """Tiles are other problem sizes, so the CPU's kernels reorder float sums: equal within rounding, not bit for bit
+    (bounds in tests/tolerances.py)."""
     result = tiling_results[case]
     scale = int(case.split("-")[0][1:])
     assert len(result["shapes"]) >= 5
     for shape in result["shapes"]:
         height, width = shape["shape"]
         assert shape["output"] == [height * scale, width * scale, 3]
-        assert shape["uint8_differ"] == 0, shape
-        assert shape["float_differ"] == 0, shape  # Bit for bit, before rounding too.
+        assert within_one_grey_level(shape["uint8"]), shape
+        assert shape["float_max_diff"] <= FLOAT_ATOL, shape
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_one_pixel_less_context_changes_the_result(tiling_results, case):
-    """The computed context is needed on every side: one pixel less and pixels read zero padding instead."""
-    short = tiling_results[case]["short_context_differ"]
+    """The computed context is needed on every side: one pixel less and pixels read zero padding instead, which
+    moves the result by more than any rounding difference."""
+    short = tiling_results[case]["short_context_max_diff"]
     assert set(short) == {"before[0]", "before[1]", "after[0]", "after[1]"}
-    assert all(count > 0 for count in short.values()), short
+    assert all(diff > FLOAT_ATOL for diff in short.values()), short
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_tiles_without_context_leave_a_visible_seam(tiling_results, case):
+    """A context smaller than the receptive field fails visibly: a whole HR row or column at a tile edge is off by
+    more than one grey level on average."""
+    assert tiling_results[case]["no_context_seam"] > MAX_GREY_LEVELS, tiling_results[case]["no_context_seam"]
 
 
 # ------------------------------------------------------------------------------------------------ the command
@@ -217,9 +229,9 @@ def test_bad_arguments_are_clear_errors(argv, message, tiny_model, tmp_path, cap
     assert code == 2 and message in error and "Traceback" not in error
 
 
-def test_command_line_run_is_exact_and_quiet(tiny_model, tmp_path):
-    """`python -m sr_lib upscale` as a user runs it: tiled output (several tile sizes) equals --tile 0 byte for byte,
-    and stderr holds the command's own lines, not TensorFlow's start-up chatter."""
+def test_command_line_run_matches_whole_image_and_is_quiet(tiny_model, tmp_path):
+    """`python -m sr_lib upscale` as a user runs it: tiled output equals --tile 0 within one grey level, and stderr
+    holds the command's own lines, not TensorFlow's start-up chatter."""
     folder = tmp_path / "in"
     folder.mkdir()
     Image.fromarray(skdata.astronaut()[40:101, 60:127]).save(folder / "photo.png")  # 61 x 67
@@ -237,19 +249,22 @@ def test_command_line_run_is_exact_and_quiet(tiny_model, tmp_path):
         assert lines[1] == "error: 1 input(s) failed (listed above); the others were written"
         outputs[tile] = np.asarray(Image.open(tmp_path / f"tile{tile}" / "photo_x2.png"))
     assert outputs["0"].shape == (122, 134, 3)
-    np.testing.assert_array_equal(outputs["11"], outputs["0"])
+    assert_uint8_close(outputs["11"], outputs["0"])
 
 
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="oneDNN is on by default on x86 only")
 def test_warnings_are_one_line_and_verbose_shows_tensorflow(tiny_model, tmp_path):
+    script = ("import sys, warnings\n"
+              "sys.argv = ['-m', 'upscale']\n"  # As `python -m sr_lib upscale` looks while sr_lib is imported.
+              "import sr_lib\n"
+              "warnings.warn('a warning for the user')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=_env())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == ["warning: a warning for the user"]
     Image.fromarray(skdata.astronaut()[:30, :30]).save(tmp_path / "a.png")
     command = [sys.executable, "-m", "sr_lib", "upscale", "--model", str(tiny_model), str(tmp_path / "a.png"),
                "--out", str(tmp_path / "o"), "--tile", "8", "--no-progress"]
-    # With oneDNN explicitly on, tiles match only to float rounding, and a warning says so, on one line.
-    done = subprocess.run(command, capture_output=True, text=True, env=_env(TF_ENABLE_ONEDNN_OPTS="1"))
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("warning: oneDNN is on") and "UserWarning" not in lines[0]
+    quiet = subprocess.run(command, capture_output=True, text=True, env=_env())
+    assert quiet.returncode == 0 and quiet.stderr.strip() == "", quiet.stderr[-2000:]
     verbose = subprocess.run(command + ["--verbose"], capture_output=True, text=True, env=_env())
     assert verbose.returncode == 0
     assert len(verbose.stderr.strip().splitlines()) > 0  # TensorFlow's own start-up log is shown again.
