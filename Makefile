@@ -31,14 +31,14 @@ demo: $(STAMP)
 # Throughput of the training steps and the input pipeline, then of inference (whole image / tiled, float32 / mixed
 # precision) and the peak memory of upscaling a 2000x1500 photo, on this machine.
 bench: $(STAMP)
-	$(BIN)/python -m sr_lib.bench --out benchmarks/results.json
-	$(BIN)/python -m sr_lib.bench_inference --out benchmarks/inference.json
+	$(BIN)/python benchmarks/training.py --out benchmarks/results.json
+	$(BIN)/python benchmarks/inference.py --out benchmarks/inference.json
 
 # The six numbered notebooks, executed at the demo setting on this machine and written in place with their outputs
 # (notebooks/NN_name.py are the sources; see notebooks/README.md). Their runs start afresh under runs/notebooks.
 notebooks: $(STAMP)
 	rm -rf runs/notebooks
-	$(BIN)/python -m sr_lib.notebook_runner --setting demo
+	$(BIN)/python scripts/notebook_runner.py --setting demo
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -27,9 +27,11 @@ import numpy as np
 from IPython.display import Image
 from PIL import Image as PILImage
 
-from sr_lib import bench, data, evaluate, plots, ranges, runtime
+from sr_lib import bench, data, runtime
+from sr_lib.core import ranges
+from sr_lib.evaluation import evaluate, plots
 from sr_lib.config import get_preset
-from sr_lib.tables import Table
+from sr_lib.evaluation.tables import Table
 
 OUT = Path(OUT_ROOT) / "01_preprocessing"
 OUT.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@
 # %% [markdown]
 # # 02 · Models: the SRResNet generator, its upsampling, the discriminator and VGG19
 #
-# The networks of Ledig et al. (2017), built by `sr_lib.models` from plain Keras layers, so the same file runs under
+# The networks of Ledig et al. (2017), built by `sr_lib.nets.models` from plain Keras layers, so the same file runs under
 # TensorFlow or JAX. This notebook compares the generator's upsampling choices — the paper's sub-pixel convolution
 # (`depth_to_space`) with and without ICNR initialisation, and resize-convolutions (`UpSampling2D` nearest or bilinear,
 # then a conv) — by their parameters, output shapes and *untrained* outputs, where the checkerboard of a randomly
@@ -28,10 +28,13 @@ from pathlib import Path
 import keras
 from IPython.display import Image
 
-from sr_lib import data, evaluate, metrics, models, plots, ranges, runtime
+from sr_lib import data, runtime
+from sr_lib.core import ranges
+from sr_lib.evaluation import evaluate, metrics, plots
+from sr_lib.nets import models
 from sr_lib.config import get_preset
-from sr_lib.tables import Table
-from sr_lib.training import resolve_vgg_weights
+from sr_lib.evaluation.tables import Table
+from sr_lib.training.phases import resolve_vgg_weights
 
 OUT = Path(OUT_ROOT) / "02_models"
 config = get_preset(PRESET)

@@ -31,11 +31,13 @@ from pathlib import Path
 
 from IPython.display import Image, Markdown, display
 
-from sr_lib import evaluate, plots, runtime, training, zoom
+from sr_lib import runtime
+from sr_lib.evaluation import evaluate, plots, zoom
+from sr_lib.training import phases as training
 from sr_lib.config import get_preset
 from sr_lib.data import DEFAULT_IMAGES, default_images
-from sr_lib.published import published
-from sr_lib.tables import Table
+from sr_lib.evaluation.published import published
+from sr_lib.evaluation.tables import Table
 
 OUT = Path(OUT_ROOT) / "03_srresnet"
 config = get_preset(PRESET).replace(**{"data.source": DATA, "train.pretrain_loss": LOSS})

@@ -32,9 +32,11 @@ from pathlib import Path
 
 from IPython.display import Image, Markdown, display
 
-from sr_lib import experiment, plots, runtime, training
+from sr_lib import runtime
+from sr_lib.evaluation import plots
+from sr_lib.training import experiment, phases as training
 from sr_lib.config import get_preset
-from sr_lib.tables import Table
+from sr_lib.evaluation.tables import Table
 
 OUT = Path(OUT_ROOT) / "04_loss_comparison"
 config = get_preset(PRESET).replace(**{"data.source": DATA, "loss.vgg_weights": VGG_WEIGHTS})

@@ -12,7 +12,7 @@
 #
 # The paper's protocol, the one every published ×4 number uses: HR cropped to a multiple of 4, LR made from it by
 # bicubic downsampling, SR rounded to uint8, PSNR and SSIM on Y (ITU-R BT.601, as MATLAB's `rgb2ycbcr`) with a 4-pixel
-# border removed. `sr_lib.metrics` equals an independent MATLAB-protocol reference (tests/test_metrics.py). The same
+# border removed. `sr_lib.evaluation.metrics` equals an independent MATLAB-protocol reference (tests/test_metrics.py). The same
 # table comes from the command line: `python -m sr_lib evaluate --model M.keras --data Set5/HR Set14/HR`.
 
 # %% tags=["parameters"]
@@ -30,10 +30,11 @@ from pathlib import Path
 from IPython.display import Image
 from PIL import Image as PILImage
 
-from sr_lib import evaluate, plots, runtime, zoom
+from sr_lib import runtime
+from sr_lib.evaluation import evaluate, plots, zoom
 from sr_lib.data import DEFAULT_IMAGES, default_images
-from sr_lib.published import published
-from sr_lib.tables import Table
+from sr_lib.evaluation.published import published
+from sr_lib.evaluation.tables import Table
 
 OUT = Path(OUT_ROOT) / "05_evaluation"
 print(runtime.describe(precision="none", vgg_weights="none"))

@@ -37,8 +37,11 @@ from pathlib import Path
 import numpy as np
 from IPython.display import Image
 
-from sr_lib import data, evaluate, export, inference, plots, ranges, runtime, standalone, storage, tiling
-from sr_lib.tables import Table
+from sr_lib import data, runtime
+from sr_lib.core import ranges, storage
+from sr_lib.evaluation import evaluate, plots
+from sr_lib.inference import export, upscaler as inference, standalone, tiling
+from sr_lib.evaluation.tables import Table
 
 OUT = Path(OUT_ROOT) / "06_export"
 print(runtime.describe(precision="none", vgg_weights="none"))

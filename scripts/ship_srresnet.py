@@ -15,12 +15,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from sr_lib import plots  # noqa: E402
+from sr_lib.evaluation import plots  # noqa: E402
 from sr_lib.runtime import cpu_name  # noqa: E402
 from sr_lib.config import Config  # noqa: E402
-from sr_lib.evaluate import evaluate_arrays, load_generator  # noqa: E402
-from sr_lib.models import as_float32  # noqa: E402
-from sr_lib.training import prepare_data, read_log  # noqa: E402
+from sr_lib.evaluation.evaluate import evaluate_arrays, load_generator  # noqa: E402
+from sr_lib.nets.models import as_float32  # noqa: E402
+from sr_lib.training.phases import prepare_data, read_log  # noqa: E402
 
 
 def main(argv=None):

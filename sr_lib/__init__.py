@@ -11,4 +11,4 @@ if _sys.argv[:1] == ["-m"]:  # `python -m sr_lib ...`: quiet TensorFlow's start-
 
 # Registers sr_lib's custom layers with Keras, so that any generator saved by sr_lib loads with
 # keras.saving.load_model(path, safe_mode=True) once sr_lib (or any of its modules) is imported.
-from sr_lib import layers as _layers  # noqa: E402,F401
+from sr_lib.nets import layers as _layers  # noqa: E402,F401

@@ -55,8 +55,8 @@ def _describe(config) -> str:
 
 
 def cmd_train(args):
-    from sr_lib.storage import as_path
-    from sr_lib.training import pretrain, train_gan
+    from sr_lib.core.storage import as_path
+    from sr_lib.training.phases import pretrain, train_gan
 
     config = _build_config(args)
     out = as_path(args.out or Path("runs") / _describe(config))  # A local folder or a gs:// URL.
@@ -79,8 +79,8 @@ def cmd_train(args):
 
 
 def cmd_compare(args):
-    from sr_lib import storage
-    from sr_lib.experiment import get_variants, run_comparison
+    from sr_lib.core import storage
+    from sr_lib.training.experiment import get_variants, run_comparison
 
     config = _build_config(args)
     variants = get_variants(args.variants.split(",") if args.variants else None)
@@ -102,8 +102,8 @@ def cmd_compare(args):
 def cmd_evaluate(args):
     from tqdm import tqdm
 
-    from sr_lib import storage
-    from sr_lib.evaluate import (METRIC_NAMES, benchmark_name, evaluate_images, load_benchmark, load_model,
+    from sr_lib.core import storage
+    from sr_lib.evaluation.evaluate import (METRIC_NAMES, benchmark_name, evaluate_images, load_benchmark, load_model,
                                  method_labels, resolve_scale)
 
     models = list(zip(method_labels(args.model), [load_model(path) for path in args.model]))
@@ -134,8 +134,8 @@ def cmd_evaluate(args):
 
 
 def cmd_upscale(args):
-    from sr_lib.inference import load_upscaler
-    from sr_lib.upscale import upscale_files
+    from sr_lib.inference.upscaler import load_upscaler
+    from sr_lib.inference.upscale import upscale_files
 
     upscaler = load_upscaler(args.model)
     report = upscale_files(upscaler, args.inputs, args.out, tile=args.tile, progress=not args.no_progress)
@@ -151,8 +151,8 @@ def cmd_upscale(args):
 
 
 def cmd_export(args):
-    from sr_lib import storage
-    from sr_lib.export import TFLITE_FILE, export_generator
+    from sr_lib.core import storage
+    from sr_lib.inference.export import TFLITE_FILE, export_generator
 
     metadata = export_generator(args.model, args.out, tflite=args.tflite, config_path=args.config,
                                 metrics_path=args.metrics)
@@ -167,7 +167,7 @@ def cmd_export(args):
 
 
 def cmd_interpolate(args):
-    from sr_lib.interpolation import interpolate_files
+    from sr_lib.nets.interpolation import interpolate_files
 
     out = interpolate_files(args.model_a, args.model_b, args.alpha, args.out)
     print(f"wrote {out}: (1 - {args.alpha:g}) * {args.model_a} + {args.alpha:g} * {args.model_b}")

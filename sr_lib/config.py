@@ -13,9 +13,9 @@ import math
 import typing
 from dataclasses import dataclass, field
 
-from sr_lib.storage import as_path, write_text
+from sr_lib.core.storage import as_path, write_text
 
-# Values of train.strategy (see TrainConfig.strategy and sr_lib.training.make_strategy).
+# Values of train.strategy (see TrainConfig.strategy and sr_lib.training.phases.make_strategy).
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
@@ -192,7 +192,7 @@ def _check(condition, key, message):
 def validate(config: Config) -> Config:
     """Check values (types are checked when loading); raises ConfigError naming the key."""
     from sr_lib.losses import ADVERSARIAL_LOSSES, CONTENT_LOSSES, PIXEL_LOSSES
-    from sr_lib.models import GLOBAL_RESIDUALS, INTERPOLATIONS, SCALES, UPSAMPLERS
+    from sr_lib.nets.models import GLOBAL_RESIDUALS, INTERPOLATIONS, SCALES, UPSAMPLERS
 
     d, m, l, t = config.data, config.model, config.loss, config.train
     _check(bool(config.name) and "/" not in config.name, "name", f"must be a non-empty folder name, got {config.name!r}")

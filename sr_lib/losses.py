@@ -1,6 +1,6 @@
 """Losses for SRResNet and SRGAN: pixel MSE, VGG content, Per-Pix, and TF-GAN's adversarial losses by name.
 
-Content losses take ``(hr, sr)`` in the HR/SR range ``[-1, 1]`` (see ``sr_lib.ranges``). Adversarial losses take the
+Content losses take ``(hr, sr)`` in the HR/SR range ``[-1, 1]`` (see ``sr_lib.core.ranges``). Adversarial losses take the
 discriminator's LOGITS on real (HR) and generated (SR) images. Every loss is a float32 scalar, also under mixed
 precision, and works eagerly and inside ``tf.function``.
 """
@@ -202,7 +202,7 @@ def make_content_loss(name, vgg_weights="imagenet", vgg_layer=None, pixel_weight
     if name in ("vgg22", "vgg54") and vgg_layer not in (None, name):
         raise ValueError(f"content loss {name!r} fixes its VGG layer; got conflicting vgg_layer={vgg_layer!r}")
     # Imported here so that losses does not need models at import time.
-    from sr_lib.models import make_vgg_features
+    from sr_lib.nets.models import make_vgg_features
 
     features = make_vgg_features(layer=vgg_layer or ("vgg54" if name == "perpix" else name), weights=vgg_weights)
     if name == "perpix":

@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from sr_lib.training import cpu_bf16_flags, resolve_precision, resolve_vgg_weights
+from sr_lib.training.phases import cpu_bf16_flags, resolve_precision, resolve_vgg_weights
 
 
 @dataclass

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from sr_lib import evaluate as evaluate_lib
+from sr_lib.evaluation import evaluate as evaluate_lib
 from sr_lib.cli import main
 from sr_lib.data import load_images
 
@@ -106,7 +106,7 @@ def test_help(command, capsys):
 
 
 def test_benchmark_names_stay_aligned_past_a_bad_file(tmp_path):
-    from sr_lib.evaluate import load_benchmark
+    from sr_lib.evaluation.evaluate import load_benchmark
 
     (tmp_path / "a_broken.png").write_bytes(b"not an image")
     Image.fromarray(skdata.astronaut()[:40, :40]).save(tmp_path / "b.png")

@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageFile
 
-from sr_lib import data, ranges
+from sr_lib import data
+from sr_lib.core import ranges
 
 
 def noise(height, width, seed=0):

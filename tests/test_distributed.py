@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sr_lib import cli, training
+from sr_lib import cli
+from sr_lib.training import phases as training
 from sr_lib.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,10 +12,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from sr_lib import experiment, storage, training
+from sr_lib.core import storage
+from sr_lib.training import experiment, phases as training
 from sr_lib.cli import main
 from sr_lib.config import Config, ConfigError, get_preset
-from sr_lib.models import make_generator
+from sr_lib.nets.models import make_generator
 
 
 def _crops(seed=0):

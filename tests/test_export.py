@@ -13,12 +13,13 @@ import tensorflow as tf
 from PIL import Image
 from skimage import data as skdata
 
-from sr_lib import metrics, ranges
+from sr_lib.core import ranges
+from sr_lib.evaluation import metrics
 from sr_lib.cli import main
 from sr_lib.config import get_preset
-from sr_lib.export import TFLITE_FILE
-from sr_lib.inference import METADATA_FILE
-from sr_lib.models import as_float32, make_generator
+from sr_lib.inference.export import TFLITE_FILE
+from sr_lib.inference.upscaler import METADATA_FILE
+from sr_lib.nets.models import as_float32, make_generator
 from tolerances import assert_uint8_close, skip_if_onednn_bf16_hidden
 
 TINY = dict(num_blocks=1, channels=8)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from sr_lib.cli import main
-from sr_lib.interpolation import interpolate_files, interpolate_generators
-from sr_lib.models import make_generator
+from sr_lib.nets.interpolation import interpolate_files, interpolate_generators
+from sr_lib.nets.models import make_generator
 
 
 def _pair():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sr_lib.layers import FastPReLU, FusedBatchNormalization
+from sr_lib.nets.layers import FastPReLU, FusedBatchNormalization
 from tolerances import BF16_EPS, skip_if_onednn_bf16_hidden
 
 

@@ -279,7 +279,7 @@ def test_make_content_loss_mse():
 
 @pytest.mark.parametrize("name", ["vgg22", "perpix"])
 def test_make_content_loss_builds_vgg_features(name):
-    pytest.importorskip("sr_lib.models")
+    pytest.importorskip("sr_lib.nets.models")
     loss = losses.make_content_loss(name, vgg_weights=None)
     assert loss.uses_vgg and loss.name == name
     assert loss.vgg_weights == "random"

@@ -1,4 +1,4 @@
-"""Tests for sr_lib.metrics: agreement with scikit-image on the Y channel, the border protocol, and bad input."""
+"""Tests for sr_lib.evaluation.metrics: agreement with scikit-image on the Y channel, the border protocol, and bad input."""
 
 import math
 
@@ -8,7 +8,7 @@ import skimage
 import tensorflow as tf
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from sr_lib import metrics
+from sr_lib.evaluation import metrics
 
 # These scikit-image settings reproduce tf.image.ssim: an 11-tap Gaussian window (sigma 1.5, truncate 3.5), population
 # (not sample) covariances, and the mean over the window positions that fit inside the image.
@@ -174,7 +174,7 @@ def test_color_shift_measures_a_known_cast():
 
 
 def test_evaluate_reports_the_worst_images_color_shift():
-    from sr_lib import evaluate as evaluate_lib
+    from sr_lib.evaluation import evaluate as evaluate_lib
 
     evaluation = evaluate_lib.Evaluation("m", "d", per_image=[
         {"psnr_y": 30.0, "ssim_y": 0.9, "psnr_rgb": 28.0, "ssim_rgb": 0.8, "color_shift": 0.5},
@@ -183,7 +183,7 @@ def test_evaluate_reports_the_worst_images_color_shift():
 
 
 def test_gains_over_a_baseline_per_image():
-    from sr_lib import evaluate as evaluate_lib
+    from sr_lib.evaluation import evaluate as evaluate_lib
 
     model = evaluate_lib.Evaluation("m", "Set5", per_image=[{"name": "baby", "psnr_y": 33.0},
                                                            {"name": "bird", "psnr_y": 30.5}])

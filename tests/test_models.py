@@ -1,4 +1,4 @@
-"""Tests for sr_lib.layers and sr_lib.models at tiny widths (2 blocks, 8 channels, 12-48 px)."""
+"""Tests for sr_lib.nets.layers and sr_lib.nets.models at tiny widths (2 blocks, 8 channels, 12-48 px)."""
 
 import importlib
 
@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from sr_lib import models
-from sr_lib.layers import ICNR, PixelShuffle, VGGPreprocess, icnr_initializer
+from sr_lib.nets import models
+from sr_lib.nets.layers import ICNR, PixelShuffle, VGGPreprocess, icnr_initializer
 
 TINY = dict(num_blocks=2, channels=8)
 UPSAMPLE_OPTIONS = [("subpixel", "nearest"), ("upsampling", "nearest"), ("upsampling", "bilinear")]

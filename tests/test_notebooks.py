@@ -3,12 +3,14 @@ smoke setting (papermill, toy sizes) with assertions on what it produced."""
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from sr_lib import notebook_runner as runner
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))  # A repository tool, not part of sr_lib.
+import notebook_runner as runner  # noqa: E402
 
 SOURCES = runner.sources()
 IDS = [source.stem for source in SOURCES]

@@ -1,10 +1,10 @@
-"""Tests for sr_lib.plots: PNG files are written where asked, with the expected layout, and bad input is refused."""
+"""Tests for sr_lib.evaluation.plots: PNG files are written where asked, with the expected layout, and bad input is refused."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from sr_lib import plots
+from sr_lib.evaluation import plots
 
 
 def _open_png(path):

@@ -9,9 +9,9 @@ import pytest
 
 from sr_lib import data
 from sr_lib.config import get_preset
-from sr_lib.evaluate import evaluate_images
-from sr_lib.interpolation import check_same_architecture
-from sr_lib.training import build_generator
+from sr_lib.evaluation.evaluate import evaluate_images
+from sr_lib.nets.interpolation import check_same_architecture
+from sr_lib.training.phases import build_generator
 
 SHIPPED = Path(__file__).resolve().parents[1] / "saved_models" / "srresnet_x4" / "srresnet_x4.keras"
 

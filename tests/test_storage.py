@@ -11,13 +11,16 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from sr_lib import data, metrics, ranges, storage, training
-from sr_lib.checkpoint import Checkpointer
+from sr_lib import data
+from sr_lib.core import ranges, storage
+from sr_lib.evaluation import metrics
+from sr_lib.training import phases as training
+from sr_lib.training.checkpoint import Checkpointer
 from sr_lib.cli import main
 from sr_lib.config import Config, ConfigError, get_preset
-from sr_lib.evaluate import evaluate_images, load_generator
-from sr_lib.inference import is_saved_model, load_upscaler
-from sr_lib.models import make_generator
+from sr_lib.evaluation.evaluate import evaluate_images, load_generator
+from sr_lib.inference.upscaler import is_saved_model, load_upscaler
+from sr_lib.nets.models import make_generator
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from sr_lib.tables import Table
+from sr_lib.evaluation.tables import Table
 
 
 def test_markdown_html_and_text_agree():

@@ -13,10 +13,10 @@ import pytest
 import tensorflow as tf
 
 from sr_lib import losses as losses_lib
-from sr_lib import training
-from sr_lib.checkpoint import Checkpointer
+from sr_lib.training import phases as training
+from sr_lib.training.checkpoint import Checkpointer
 from sr_lib.config import ConfigError, get_preset
-from sr_lib.models import make_discriminator, make_generator
+from sr_lib.nets.models import make_discriminator, make_generator
 
 
 @pytest.fixture(scope="module")
@@ -200,12 +200,12 @@ def test_mirrored_strategy_trains_and_checkpoints(tmp_path, train_data):
 
 
 def test_auto_vgg_weights_fall_back_to_random_with_a_warning(monkeypatch):
-    import sr_lib.models
+    import sr_lib.nets.models
 
     def offline(*args, **kwargs):
         raise RuntimeError("Could not download the VGG19 ImageNet weights")
 
-    monkeypatch.setattr(sr_lib.models, "make_vgg_features", offline)
+    monkeypatch.setattr(sr_lib.nets.models, "make_vgg_features", offline)
     monkeypatch.setattr(training, "_AUTO_VGG", {})
     with pytest.warns(UserWarning, match="RANDOM VGG"):
         assert training.resolve_vgg_weights("auto") is None

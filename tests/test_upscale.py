@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from sr_lib import tiling
+from sr_lib.inference import tiling
 from sr_lib.cli import main
-from sr_lib.models import make_generator
+from sr_lib.nets.models import make_generator
 from tolerances import FLOAT_ATOL, MAX_GREY_LEVELS, assert_uint8_close, within_one_grey_level
 
 # In-process runs keep the test session's oneDNN setting; upscale says tiles are then exact only to float rounding.

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from sr_lib import zoom
-from sr_lib.models import make_generator
-from sr_lib.published import published
+from sr_lib.evaluation import zoom
+from sr_lib.nets.models import make_generator
+from sr_lib.evaluation.published import published
 
 
 def _flat_with_texture(top, left, size=16, shape=(64, 80)):

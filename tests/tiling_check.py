@@ -21,10 +21,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
-from sr_lib.export import export_generator  # noqa: E402
-from sr_lib.inference import load_upscaler  # noqa: E402
-from sr_lib.models import make_generator  # noqa: E402
-from sr_lib.tiling import upscale_tiled  # noqa: E402
+from sr_lib.inference.export import export_generator  # noqa: E402
+from sr_lib.inference.upscaler import load_upscaler  # noqa: E402
+from sr_lib.nets.models import make_generator  # noqa: E402
+from sr_lib.inference.tiling import upscale_tiled  # noqa: E402
 from tolerances import uint8_difference  # noqa: E402  (tests/ is this script's folder)
 
 TINY = dict(num_blocks=1, channels=8)

@@ -16,10 +16,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from sr_lib import training  # noqa: E402
-from sr_lib.checkpoint import Checkpointer  # noqa: E402
+from sr_lib.training import phases as training  # noqa: E402
+from sr_lib.training.checkpoint import Checkpointer  # noqa: E402
 from sr_lib.config import ConfigError, get_preset  # noqa: E402
-from sr_lib.models import make_discriminator, make_generator  # noqa: E402
+from sr_lib.nets.models import make_discriminator, make_generator  # noqa: E402
 
 MIRRORED = {"train.strategy": "mirrored"}
 

@@ -1,6 +1,6 @@
 """Finding and decoding images: any folder, the DIV2K layout, or scikit-image's bundled photographs.
 
-Folders and files may also be ``tf.io.gfile`` URLs (``gs://bucket/DIV2K``; see :mod:`sr_lib.storage`).
+Folders and files may also be ``tf.io.gfile`` URLs (``gs://bucket/DIV2K``; see :mod:`sr_lib.core.storage`).
 """
 
 import io
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from sr_lib import storage
+from sr_lib.core import storage
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # Compared case-insensitively.
 DIV2K_FOLDERS = {"train": "DIV2K_train_HR", "valid": "DIV2K_valid_HR"}

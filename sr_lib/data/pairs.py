@@ -5,7 +5,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from sr_lib import ranges
+from sr_lib.core import ranges
 
 SCALES = (2, 3, 4, 8)
 

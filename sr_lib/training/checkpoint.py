@@ -13,7 +13,7 @@ Saving writes ``ckpt-N.tmp/``, renames it to ``ckpt-N/`` (atomic on POSIX), then
 any point leaves either the previous or the new checkpoint as the latest, both complete. Weights go through Keras
 (``save_weights``/``load_weights``) and optimizer variables through NumPy, so this does not depend on the backend.
 
-In a remote directory (``gs://...``, any ``tf.io.gfile`` URL; see :mod:`sr_lib.storage`) there is no atomic rename:
+In a remote directory (``gs://...``, any ``tf.io.gfile`` URL; see :mod:`sr_lib.core.storage`) there is no atomic rename:
 the files are written locally, uploaded one object each into ``ckpt-N/`` with ``state.json`` last, and only then is
 ``latest`` written, a small object naming the checkpoint. So ``latest`` only ever names a complete checkpoint, and a
 folder without ``state.json`` (an interrupted upload) is never taken for one.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_lib import storage
+from sr_lib.core import storage
 
 _NAME = re.compile(r"^ckpt-(\d+)$")
 

@@ -2,7 +2,7 @@
 
 Everything here uses ``keras.ops`` only (no TensorFlow), so the models also run on Keras' JAX backend, and every
 class is registered with Keras' serialization registry (package ``sr_lib``), so ``.keras`` files containing them
-load with ``keras.saving.load_model(path, safe_mode=True)``. Importing :mod:`sr_lib.models` imports this module, which
+load with ``keras.saving.load_model(path, safe_mode=True)``. Importing :mod:`sr_lib.nets.models` imports this module, which
 performs the registration.
 """
 

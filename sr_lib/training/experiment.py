@@ -14,7 +14,7 @@ e.g. the shipped ``saved_models/srresnet_x4``.
 The comparison directory, the pretrained generator and the benchmark folders may be ``tf.io.gfile`` URLs
 (``gs://bucket/...``): the runs write there directly, and the report is made in a local temporary folder and then
 uploaded file by file with ``results.json`` last. Under ``train.strategy=multi_worker`` every worker trains each run
-(see :mod:`sr_lib.training`), only the chief writes ``config.json`` and computes and writes the report, and the other
+(see :mod:`sr_lib.training.phases`), only the chief writes ``config.json`` and computes and writes the report, and the other
 workers wait for it and return the chief's ``results.json``, so the directory must be on storage every worker sees.
 
 Each variant gets a status: ``collapsed`` when its output is near-constant or its validation PSNR-Y is far below
@@ -34,12 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_lib import evaluate as evaluate_lib
-from sr_lib import plots, ranges, storage
-from sr_lib import training as training_lib
+from sr_lib.evaluation import evaluate as evaluate_lib
+from sr_lib.core import ranges, storage
+from sr_lib.evaluation import plots
+from sr_lib.training import phases as training_lib
 from sr_lib.config import Config, ConfigError
-from sr_lib.interpolation import check_same_architecture, interpolate_generators
-from sr_lib.training import (RunResult, TrainData, WorkerFailedError, build_generator, make_strategy, prepare_data,
+from sr_lib.nets.interpolation import check_same_architecture, interpolate_generators
+from sr_lib.training.phases import (RunResult, TrainData, WorkerFailedError, build_generator, make_strategy, prepare_data,
                              pretrain, read_log, train_gan)
 
 # A variant has collapsed when its SR output is near-constant (spatial standard deviation below this fraction of the

@@ -1,6 +1,6 @@
 """SRResNet generator, SRGAN discriminator and VGG19 feature extractor (Ledig et al., 2017) as functional builders.
 
-Only ``keras.layers``/``keras.ops`` and the registered layers of :mod:`sr_lib.layers` are used, so every model runs
+Only ``keras.layers``/``keras.ops`` and the registered layers of :mod:`sr_lib.nets.layers` are used, so every model runs
 on the TensorFlow and JAX backends and loads with ``keras.saving.load_model(path, safe_mode=True)``.
 """
 
@@ -9,7 +9,7 @@ import os
 import keras
 from keras import layers
 
-from sr_lib.layers import ICNR, FastPReLU, FusedBatchNormalization, PixelShuffle, VGGPreprocess
+from sr_lib.nets.layers import ICNR, FastPReLU, FusedBatchNormalization, PixelShuffle, VGGPreprocess
 
 UPSAMPLERS = ("subpixel", "upsampling")
 INTERPOLATIONS = ("nearest", "bilinear")

@@ -3,11 +3,11 @@
 MODEL is a ``.keras`` generator or a SavedModel folder written by ``export``; each INPUT is an image file or a folder
 (searched recursively; its sub-folders are mirrored under DIR). Each image is written as ``<stem>_x<scale>.png``, never
 over an input. Images are processed in tiles whose results equal whole-image inference within one grey level
-(:mod:`sr_lib.tiling`), with the kernels TensorFlow picks for this CPU; the output is assembled on the host as uint8, so
+(:mod:`sr_lib.inference.tiling`), with the kernels TensorFlow picks for this CPU; the output is assembled on the host as uint8, so
 memory is bounded by the tile. Unusable inputs
 are reported by path and skipped; the others are still written.
 
-MODEL, the INPUTs and DIR may also be ``tf.io.gfile`` URLs (``gs://bucket/photos``; see :mod:`sr_lib.storage`): a
+MODEL, the INPUTs and DIR may also be ``tf.io.gfile`` URLs (``gs://bucket/photos``; see :mod:`sr_lib.core.storage`): a
 remote model is downloaded once, remote images are read whole, and each output is written as one object.
 """
 
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sr_lib import storage
+from sr_lib.core import storage
 from sr_lib.data import DataError, decode_image, find_images
-from sr_lib.tiling import upscale_tiled
+from sr_lib.inference.tiling import upscale_tiled
 
 
 @dataclass
@@ -106,8 +106,8 @@ def read_image(path) -> np.ndarray:
 
 
 def write_png(image, target) -> None:
-    """Writes ``image`` to ``target`` as PNG, whole (never a half-written file): see :func:`sr_lib.storage.write_bytes`."""
-    from sr_lib.evaluate import png_bytes  # Here: importing evaluate starts TensorFlow.
+    """Writes ``image`` to ``target`` as PNG, whole (never a half-written file): see :func:`sr_lib.core.storage.write_bytes`."""
+    from sr_lib.evaluation.evaluate import png_bytes  # Here: importing evaluate starts TensorFlow.
 
     storage.write_bytes(target, png_bytes(image))
 
@@ -132,7 +132,7 @@ def upscale_files(upscaler, inputs, out_dir, tile=None, progress=True) -> Upscal
     """Upscales every image of ``inputs`` into ``out_dir`` (see the module docstring).
 
     Args:
-        upscaler: an :class:`sr_lib.inference.Upscaler`.
+        upscaler: an :class:`sr_lib.inference.upscaler.Upscaler`.
         inputs: image files and/or folders.
         out_dir: the output folder (created), local or a URL.
 

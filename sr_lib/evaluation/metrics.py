@@ -6,8 +6,8 @@ border" for x4 upscaling, following MATLAB's ``rgb2ycbcr``. The functions here p
 
 Conventions:
 - Inputs are HWC or NHWC RGB images in ``[0, 1]`` (float), as tensors or numpy arrays. ``uint8`` inputs are accepted
-  and converted with :func:`sr_lib.ranges.uint8_to_unit`, so an image read from disk can be passed as is. Other integer
-  dtypes are rejected. Values are not clipped: convert generator output with ``sr_lib.ranges.hr_to_unit`` first.
+  and converted with :func:`sr_lib.core.ranges.uint8_to_unit`, so an image read from disk can be passed as is. Other integer
+  dtypes are rejected. Values are not clipped: convert generator output with ``sr_lib.core.ranges.hr_to_unit`` first.
 - Results are per image: shape ``[]`` for an HWC input, ``[N]`` for an NHWC batch.
 - PSNR of identical images is ``inf`` (the MSE is zero); it is returned as such rather than capped, so that a
   perfect reconstruction is never mistaken for a merely good one.
@@ -22,7 +22,7 @@ The functions work eagerly and inside ``tf.function``; size checks are done wher
 import numpy as np
 import tensorflow as tf
 
-from sr_lib import ranges
+from sr_lib.core import ranges
 
 # ITU-R BT.601 luma as in MATLAB's rgb2ycbcr, for R, G, B in [0, 1]: Y = 16 + 65.481 R + 128.553 G + 24.966 B on the
 # 0-255 scale (so Y is in [16, 235]); divided by 255 here so that every metric uses max_val=1.

@@ -4,8 +4,8 @@
 cells with the outputs of a real run. Executing injects a setting's parameters after each notebook's ``parameters``
 cell (papermill's convention), so the committed notebook shows which setting produced its outputs::
 
-    python -m sr_lib.notebook_runner --setting demo            # make notebooks: all six, written in place
-    python -m sr_lib.notebook_runner --setting smoke --out DIR  # what the tests run: seconds per notebook
+    python scripts/notebook_runner.py --setting demo            # make notebooks: all six, written in place
+    python scripts/notebook_runner.py --setting smoke --out DIR  # what the tests run: seconds per notebook
 
 A notebook is written only after it ran to the end, so a failing run never replaces a good committed notebook.
 """

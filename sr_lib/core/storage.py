@@ -6,7 +6,7 @@ A path is remote when it contains ``://``. Local paths keep their ``pathlib.Path
 renames); remote ones become a :class:`URLPath`, which offers the part of the ``Path`` interface the library uses and
 reaches the data through ``tf.io.gfile``. Object stores have no atomic rename: a remote file is written as one object,
 which Cloud Storage makes visible only once the upload is complete, and anything that needs several files to be
-complete together (a checkpoint) says so with a write that comes last (see :mod:`sr_lib.checkpoint`).
+complete together (a checkpoint) says so with a write that comes last (see :mod:`sr_lib.training.checkpoint`).
 """
 
 from __future__ import annotations

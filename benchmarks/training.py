@@ -2,7 +2,7 @@
 the input pipeline alone, at the paper's sizes (batch 16, 96-px HR crops, 16 blocks, 64 channels), in float32 and in
 mixed precision, on whatever device TensorFlow finds.
 
-    python -m sr_lib.bench --out benchmarks/results.json
+    python benchmarks/training.py --out benchmarks/results.json
 
 Training steps are fed one fixed in-memory batch so they measure compute only; the pipeline is measured separately on
 the embedded photographs. VGG weights are random here: speed does not depend on their values.
@@ -24,9 +24,9 @@ import tensorflow as tf  # noqa: E402
 
 from sr_lib import data as data_lib  # noqa: E402
 from sr_lib import losses as losses_lib  # noqa: E402
-from sr_lib.models import make_discriminator, make_generator  # noqa: E402
+from sr_lib.nets.models import make_discriminator, make_generator  # noqa: E402
 from sr_lib.runtime import cpu_name  # noqa: E402
-from sr_lib.training import SRGAN, resolve_precision  # noqa: E402
+from sr_lib.training.phases import SRGAN, resolve_precision  # noqa: E402
 
 
 class _BatchClock(keras.callbacks.Callback):

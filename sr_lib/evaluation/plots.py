@@ -207,7 +207,7 @@ def _check_image(item, row_index):
     if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (1, 3))):
         raise ValueError(
             f"image {label!r} (row {row_index}) must be uint8 HxWx3 or HxW, got {image.dtype} {image.shape}; "
-            "convert with sr_lib.ranges.unit_to_uint8 or hr_to_uint8"
+            "convert with sr_lib.core.ranges.unit_to_uint8 or hr_to_uint8"
         )
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from sr_lib import metrics, ranges, storage
+from sr_lib.core import ranges, storage
+from sr_lib.evaluation import metrics
 from sr_lib.data import bicubic_downsample, bicubic_upscale, find_images, load_images
 
 METRIC_NAMES = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "color_shift")
@@ -95,12 +96,12 @@ def load_generator(path):
 
 def load_model(path):
     """A generator to evaluate: a ``.keras`` file (:func:`load_generator`) or a SavedModel folder written by
-    ``python -m sr_lib export`` (an :class:`sr_lib.inference.Upscaler`, called like the Keras generator); either may be
+    ``python -m sr_lib export`` (an :class:`sr_lib.inference.upscaler.Upscaler`, called like the Keras generator); either may be
     a ``tf.io.gfile`` URL."""
     with storage.gfile_errors(path):
         is_dir = storage.as_path(path).is_dir()
     if is_dir:
-        from sr_lib.inference import load_upscaler
+        from sr_lib.inference.upscaler import load_upscaler
 
         return load_upscaler(path)
     return load_generator(path)
@@ -194,7 +195,7 @@ def evaluate_images(images, scale: int, generator=None, method="bicubic", datase
     Args:
         images: HR images, uint8 (H, W, 3), any sizes.
         scale: the upscaling factor; also the border removed before measuring.
-        generator: a Keras generator taking LR in [0, 1] (or an :class:`sr_lib.inference.Upscaler`); None evaluates
+        generator: a Keras generator taking LR in [0, 1] (or an :class:`sr_lib.inference.upscaler.Upscaler`); None evaluates
             bicubic upscaling.
         method, dataset: labels for the table.
         names: optional image names for the per-image rows.

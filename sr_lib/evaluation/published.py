@@ -1,6 +1,6 @@
 """Published x4 PSNR-Y (dB) on Set5 and Set14, to set our own numbers beside.
 
-Ledig et al. (2017), Table 2 (bicubic, SRCNN, VDSR, SRResNet, SRGAN), with the same protocol as ``sr_lib.evaluate``: Y of
+Ledig et al. (2017), Table 2 (bicubic, SRCNN, VDSR, SRResNet, SRGAN), with the same protocol as ``sr_lib.evaluation.evaluate``: Y of
 ITU-R BT.601, 4-pixel border removed. Their bicubic LR comes from MATLAB's ``imresize``; ours from TensorFlow's
 antialiased bicubic, so the bicubic rows differ slightly (Set14: 26.00 published, 26.09 here).
 """

@@ -18,9 +18,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sr_lib import ranges, storage
-from sr_lib.models import as_float32
-from sr_lib.tiling import ReceptiveField, keys_cubic, receptive_field
+from sr_lib.core import ranges, storage
+from sr_lib.nets.models import as_float32
+from sr_lib.inference.tiling import ReceptiveField, keys_cubic, receptive_field
 
 # Where an export keeps its description (TF Serving's folder for extra files; loaders ignore it).
 METADATA_FILE = Path("assets.extra") / "sr_lib.json"
@@ -130,7 +130,7 @@ class DynamicUpSampling2D(keras.layers.UpSampling2D):
 
 
 def inference_model(model, resize_layers=None) -> keras.Model:
-    """A float32 copy of a generator (same weights) for inference and export (:func:`sr_lib.models.as_float32`: a
+    """A float32 copy of a generator (same weights) for inference and export (:func:`sr_lib.nets.models.as_float32`: a
     mixed-precision generator would otherwise run in bfloat16/float16), whose resizing ``UpSampling2D`` layers accept
     any input size in a ``tf.function``.
 
@@ -179,7 +179,7 @@ class Upscaler:
 
 
 def _keras_upscaler(path) -> Upscaler:
-    from sr_lib.evaluate import load_generator
+    from sr_lib.evaluation.evaluate import load_generator
 
     model = inference_model(load_generator(path))
     try:

@@ -1,7 +1,7 @@
 """Keras callbacks used by both training phases: validation (PSNR/SSIM), best/final weights, checkpoints,
 image grids, and a guard that stops on a non-finite loss.
 
-Paths may be local or ``tf.io.gfile`` URLs (``gs://...``; see :mod:`sr_lib.storage`). Validation and image grids run
+Paths may be local or ``tf.io.gfile`` URLs (``gs://...``; see :mod:`sr_lib.core.storage`). Validation and image grids run
 the generator on this process's own copy of the weights, with no cross-replica communication, so that under a
 multi-worker strategy the chief alone can validate and write while the other workers train on.
 
@@ -24,8 +24,9 @@ from pathlib import Path
 
 import keras
 
-from sr_lib import plots, storage
-from sr_lib.evaluate import comparison_rows, evaluate_arrays
+from sr_lib.core import storage
+from sr_lib.evaluation import plots
+from sr_lib.evaluation.evaluate import comparison_rows, evaluate_arrays
 
 
 class TrainingDivergedError(RuntimeError):

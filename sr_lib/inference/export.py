@@ -6,7 +6,7 @@ The SavedModel (written with ``keras.export.ExportArchive``, always float32) has
 signature for TF Serving:
 
 - ``serving_default``: uint8 images ``[N, H, W, 3]``, any H and W -> uint8 ``[N, sH, sW, 3]``; the [0, 1] input
-  scaling, clipping and rounding happen in the graph (``sr_lib.ranges``), so callers need no value conventions;
+  scaling, clipping and rounding happen in the graph (``sr_lib.core.ranges``), so callers need no value conventions;
 - ``upscale_float``: LR float32 in [0, 1] -> SR float32 in [0, 1] (clipped);
 - ``metadata``: no input; a JSON string (also written to ``assets.extra/sr_lib.json``) with the scale, the receptive
   field, the training config and the measured metrics when they are known.
@@ -15,7 +15,7 @@ Show the metadata with ``cat OUT/assets.extra/sr_lib.json``, or from the SavedMo
 ``python -c "import sys, tensorflow as tf; print(tf.saved_model.load(sys.argv[1]).metadata().numpy().decode())" OUT``.
 ``saved_model_cli show --all --dir OUT`` lists the signatures.
 
-MODEL and OUT may also be ``tf.io.gfile`` URLs (``--out gs://bucket/models/NAME``; see :mod:`sr_lib.storage`). A remote
+MODEL and OUT may also be ``tf.io.gfile`` URLs (``--out gs://bucket/models/NAME``; see :mod:`sr_lib.core.storage`). A remote
 export is written to a local temporary folder first, then uploaded file by file with ``assets.extra/sr_lib.json`` and
 then ``saved_model.pb`` last: until that final object exists the folder is not a SavedModel (TensorFlow and
 ``upscale``/``evaluate`` refuse it), so an interrupted upload never looks like a complete export.
@@ -39,10 +39,10 @@ import keras
 import tensorflow as tf
 
 import sr_lib
-from sr_lib import ranges, storage
-from sr_lib.inference import (FLOAT_ENDPOINT, IMAGE_SPEC, METADATA_ENDPOINT, METADATA_FILE, UINT8_ENDPOINT,
+from sr_lib.core import ranges, storage
+from sr_lib.inference.upscaler import (FLOAT_ENDPOINT, IMAGE_SPEC, METADATA_ENDPOINT, METADATA_FILE, UINT8_ENDPOINT,
                               DynamicUpSampling2D, bicubic_by_phases, inference_model)
-from sr_lib.tiling import receptive_field
+from sr_lib.inference.tiling import receptive_field
 
 TFLITE_FILE = "model.tflite"
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -50,7 +50,7 @@ SAVED_MODEL_FILE = "saved_model.pb"
 
 class _BuiltinBicubicUpSampling2D(keras.layers.UpSampling2D):
     """Bicubic ``UpSampling2D`` from TFLite builtin ops (TFLite has no bicubic resize): see
-    :func:`sr_lib.inference.bicubic_by_phases`. Used only for the TFLite conversion."""
+    :func:`sr_lib.inference.upscaler.bicubic_by_phases`. Used only for the TFLite conversion."""
 
     def call(self, inputs):
         return bicubic_by_phases(inputs, self.size)
@@ -252,7 +252,7 @@ def export_generator(model_path, out_dir, tflite=False, config_path=None, metric
         ValueError: for a missing or unloadable model, unreadable config/metrics, or an ``out_dir`` that exists and
             is not empty; OSError: naming the path, when a remote store cannot be read or written.
     """
-    from sr_lib.evaluate import load_generator
+    from sr_lib.evaluation.evaluate import load_generator
 
     out_dir = storage.as_path(out_dir)
     with storage.gfile_errors(out_dir):

@@ -2,10 +2,10 @@
 weights, which do not change the speed), whole-image and tiled, float32 and mixed precision, and the peak memory
 (RSS) of `python -m sr_lib upscale` on a 2000x1500 photo.
 
-    python -m sr_lib.bench_inference --out benchmarks/inference.json      (part of `make bench`)
+    python benchmarks/inference.py --out benchmarks/inference.json      (part of `make bench`)
 
 Each configuration runs in its own process, because oneDNN can only be switched (TF_ENABLE_ONEDNN_OPTS) before
-TensorFlow starts: `upscale` runs with it off, which makes tiles bit-identical to the whole image (sr_lib.tiling); the
+TensorFlow starts: `upscale` runs with it off, which makes tiles bit-identical to the whole image (sr_lib.inference.tiling); the
 table also shows what oneDNN would give. Throughput is uint8 LR in, uint8 SR out, timed after one warm-up run (which
 traces the function), the best of ``--repeats`` runs; wall-clock and CPU time (all threads) are both recorded, the
 latter being what a machine shared with other jobs can still compare.
@@ -31,10 +31,10 @@ def _worker(spec: dict) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from sr_lib import ranges
-    from sr_lib.inference import load_upscaler
-    from sr_lib.models import make_generator
-    from sr_lib.tiling import upscale_tiled
+    from sr_lib.core import ranges
+    from sr_lib.inference.upscaler import load_upscaler
+    from sr_lib.nets.models import make_generator
+    from sr_lib.inference.tiling import upscale_tiled
 
     keras.utils.set_random_seed(0)
     height, width = spec["size"]
@@ -68,7 +68,7 @@ def _worker(spec: dict) -> dict:
 
 def _run_worker(spec: dict, onednn: bool) -> dict:
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"}
-    done = subprocess.run([sys.executable, "-m", "sr_lib.bench_inference", "--worker", json.dumps(spec)],
+    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
                           capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"benchmark worker {spec} failed:\n{done.stderr[-3000:]}")
@@ -81,7 +81,7 @@ def _peak_rss_of_upscale(blocks, channels, tile) -> dict:
     from PIL import Image
 
     from sr_lib.data import default_images
-    from sr_lib.models import make_generator
+    from sr_lib.nets.models import make_generator
 
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
@@ -124,7 +124,7 @@ def main(argv=None):
         return
 
     from sr_lib.runtime import cpu_name
-    from sr_lib.training import resolve_precision
+    from sr_lib.training.phases import resolve_precision
 
     height, width = (int(v) for v in args.size.lower().split("x"))
     mixed = resolve_precision("auto")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from sr_lib import metrics, ranges
+from sr_lib.core import ranges
+from sr_lib.evaluation import metrics
 from sr_lib.data import bicubic_upscale
-from sr_lib.evaluate import make_lr, super_resolve
+from sr_lib.evaluation.evaluate import make_lr, super_resolve
 
 
 def most_detailed_window(image_uint8, size: int, multiple: int = 1) -> tuple[int, int]:

@@ -10,8 +10,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from sr_lib.callbacks import save_model_atomic
-from sr_lib.evaluate import load_generator
+from sr_lib.training.callbacks import save_model_atomic
+from sr_lib.evaluation.evaluate import load_generator
 
 
 def _signature(model) -> list:

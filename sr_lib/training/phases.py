@@ -38,13 +38,13 @@ import tensorflow as tf
 
 from sr_lib import data as data_lib
 from sr_lib import losses as losses_lib
-from sr_lib import storage
-from sr_lib.callbacks import (CheckpointCallback, CSVLog, ImageGridCallback, LearningRateLogger, NonFiniteLossGuard, RunState,
+from sr_lib.core import storage
+from sr_lib.training.callbacks import (CheckpointCallback, CSVLog, ImageGridCallback, LearningRateLogger, NonFiniteLossGuard, RunState,
                               TrainingDivergedError, ValidationCallback, save_model_atomic)
-from sr_lib.checkpoint import Checkpointer
+from sr_lib.training.checkpoint import Checkpointer
 from sr_lib.config import Config, ConfigError
-from sr_lib.evaluate import load_generator
-from sr_lib.models import make_discriminator, make_generator
+from sr_lib.evaluation.evaluate import load_generator
+from sr_lib.nets.models import make_discriminator, make_generator
 
 __all__ = ["SRGAN", "TrainData", "RunResult", "TrainingDivergedError", "WorkerFailedError", "build_generator",
            "PixelTrainer", "make_strategy", "prepare_data", "pretrain", "train_gan", "read_log", "resolve_precision"]
@@ -155,7 +155,7 @@ def make_strategy(name: str):
             except RuntimeError as error:
                 raise RuntimeError(f"train.strategy=multi_worker could not start: {error}. The strategy must be "
                                    "created before TensorFlow runs anything in the process (run it from the command "
-                                   "line, or create it first with sr_lib.training.make_strategy)") from error
+                                   "line, or create it first with sr_lib.training.phases.make_strategy)") from error
         else:
             raise ConfigError(f"config key train.strategy: unknown strategy {name!r}")
     return _STRATEGIES[name]
@@ -562,7 +562,7 @@ def resolve_vgg_weights(weights):
     if weights != "auto":
         return weights
     if "auto" not in _AUTO_VGG:
-        from sr_lib.models import make_vgg_features
+        from sr_lib.nets.models import make_vgg_features
 
         try:
             make_vgg_features("vgg22", weights="imagenet")
