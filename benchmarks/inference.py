@@ -123,8 +123,7 @@ def main(argv=None):
         print(json.dumps(_worker(json.loads(args.worker))))
         return
 
-    from sr_lib.runtime import cpu_name
-    from sr_lib.training.phases import resolve_precision
+    from sr_lib.core.device import cpu_name, resolve_precision
 
     height, width = (int(v) for v in args.size.lower().split("x"))
     mixed = resolve_precision("auto")

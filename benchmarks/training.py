@@ -25,8 +25,8 @@ import tensorflow as tf  # noqa: E402
 from sr_lib import data as data_lib  # noqa: E402
 from sr_lib import losses as losses_lib  # noqa: E402
 from sr_lib.nets.models import make_discriminator, make_generator  # noqa: E402
-from sr_lib.runtime import cpu_name  # noqa: E402
-from sr_lib.training.phases import SRGAN, resolve_precision  # noqa: E402
+from sr_lib.core.device import cpu_name, resolve_precision  # noqa: E402
+from sr_lib.training.trainers import SRGAN  # noqa: E402
 
 
 class _BatchClock(keras.callbacks.Callback):

@@ -31,10 +31,9 @@ from IPython.display import Image
 from sr_lib import data, runtime
 from sr_lib.core import ranges
 from sr_lib.evaluation import evaluate, metrics, plots
-from sr_lib.nets import models
+from sr_lib.nets import models, vgg
 from sr_lib.config import get_preset
 from sr_lib.evaluation.tables import Table
-from sr_lib.training.phases import resolve_vgg_weights
 
 OUT = Path(OUT_ROOT) / "02_models"
 config = get_preset(PRESET)
@@ -109,11 +108,11 @@ discriminator.summary(line_length=100)
 # takes images in [-1, 1] (it converts them to VGG's BGR, mean-subtracted input itself).
 
 # %%
-weights = resolve_vgg_weights(VGG_WEIGHTS)
+weights = vgg.resolve_vgg_weights(VGG_WEIGHTS)
 rows = []
 for layer in ("vgg22", "vgg54"):
-    vgg = models.make_vgg_features(layer, weights=weights)
-    rows.append({"loss": layer, "Keras layer": models.VGG_LAYERS[layer], "weights": vgg.vgg_weights,
+    vgg = vgg.make_vgg_features(layer, weights=weights)
+    rows.append({"loss": layer, "Keras layer": vgg.VGG_LAYERS[layer], "weights": vgg.vgg_weights,
                  "features for a 96x96 HR crop": str(vgg.compute_output_shape((1, 96, 96, 3))),
                  "trainable": vgg.trainable})
 Table(rows)

@@ -35,6 +35,7 @@ from sr_lib import runtime
 from sr_lib.evaluation import evaluate, plots, zoom
 from sr_lib.training import phases as training
 from sr_lib.config import get_preset
+from sr_lib.nets import saving
 from sr_lib.data import DEFAULT_IMAGES, default_images
 from sr_lib.evaluation.published import published
 from sr_lib.evaluation.tables import Table
@@ -85,7 +86,7 @@ Image(plots.plot_psnr_curves(
 # here was trained or selected on them.
 
 # %%
-generator = evaluate.load_generator(Path(SHIPPED) / "srresnet_x4.keras")
+generator = saving.load_generator(Path(SHIPPED) / "srresnet_x4.keras")
 sets = {evaluate.benchmark_name(folder): evaluate.load_benchmark(folder) for folder in BENCHMARKS}
 if not sets:
     display(Markdown("**No benchmark folder given: the embedded validation photographs stand in for Set5/Set14.**"))

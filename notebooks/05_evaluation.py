@@ -33,6 +33,7 @@ from PIL import Image as PILImage
 from sr_lib import runtime
 from sr_lib.evaluation import evaluate, plots, zoom
 from sr_lib.data import DEFAULT_IMAGES, default_images
+from sr_lib.nets import saving
 from sr_lib.evaluation.published import published
 from sr_lib.evaluation.tables import Table
 
@@ -54,7 +55,7 @@ if GAN_VARIANT and gan.is_file():
     paths[f"{GAN_VARIANT} (notebook 04{', random VGG' if random_vgg else ''})"] = gan
 generators = {label: evaluate.load_model(path) for label, path in paths.items()}
 scale = evaluate.resolve_scale(list(generators.items()))
-Table([{"method": label, "file": str(path), "scale": f"x{evaluate.model_scale(generators[label])}"}
+Table([{"method": label, "file": str(path), "scale": f"x{saving.model_scale(generators[label])}"}
        for label, path in paths.items()])
 
 # %% [markdown]

@@ -39,9 +39,10 @@ from IPython.display import Image
 
 from sr_lib import data, runtime
 from sr_lib.core import ranges, storage
-from sr_lib.evaluation import evaluate, plots
+from sr_lib.evaluation import plots
 from sr_lib.inference import export, upscaler as inference, standalone, tiling
 from sr_lib.evaluation.tables import Table
+from sr_lib.nets import saving
 
 OUT = Path(OUT_ROOT) / "06_export"
 print(runtime.describe(precision="none", vgg_weights="none"))
@@ -76,7 +77,7 @@ photo = data.decode_image(PHOTO) if PHOTO else data.default_images("train")[0]
 lr = data.center_crop(photo, PHOTO_SIDE) if PHOTO_SIDE else photo
 check = lr[:96, :96]
 sr_standalone, described = standalone.run_without_sr_lib(OUT / "srresnet_x4_savedmodel", check)
-keras_model = evaluate.load_generator(MODEL)
+keras_model = saving.load_generator(MODEL)
 sr_keras = ranges.hr_to_uint8(keras_model(ranges.uint8_to_unit(check)[None], training=False))[0].numpy()
 print("signatures:", described["signatures"], "| endpoints:", described["endpoints"])
 print("input:", described["input"], "| outputs:", described["outputs"])

@@ -16,9 +16,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from sr_lib.evaluation import plots  # noqa: E402
-from sr_lib.runtime import cpu_name  # noqa: E402
+from sr_lib.core.device import cpu_name  # noqa: E402
 from sr_lib.config import Config  # noqa: E402
-from sr_lib.evaluation.evaluate import evaluate_arrays, load_generator  # noqa: E402
+from sr_lib.evaluation.evaluate import evaluate_arrays  # noqa: E402
+from sr_lib.nets.saving import load_generator  # noqa: E402
 from sr_lib.nets.models import as_float32  # noqa: E402
 from sr_lib.training.phases import prepare_data, read_log  # noqa: E402
 

@@ -100,34 +100,14 @@ def cmd_compare(args):
 
 
 def cmd_evaluate(args):
-    from tqdm import tqdm
-
     from sr_lib.core import storage
-    from sr_lib.evaluation.evaluate import (METRIC_NAMES, benchmark_name, evaluate_images, load_benchmark, load_model,
-                                 method_labels, resolve_scale)
+    from sr_lib.evaluation.evaluate import evaluate_folders, evaluation_table, load_model, method_labels, resolve_scale
 
     models = list(zip(method_labels(args.model), [load_model(path) for path in args.model]))
     scale = resolve_scale(models, args.scale)
     out = storage.as_path(args.out or Path("runs") / "evaluate")
-    with storage.gfile_errors(out):
-        out.mkdir(parents=True, exist_ok=True)
-    results = []
-    for folder in tqdm(args.data, desc="datasets", disable=len(args.data) < 2):
-        names, images = load_benchmark(folder)
-        for method, model in [("bicubic", None)] + models:
-            save_dir = (out / "images" / benchmark_name(folder) / method.replace("/", "__")
-                        if args.save_images else None)
-            evaluation = evaluate_images(images, scale, model, method, benchmark_name(folder), names,
-                                         save_dir=save_dir, where=folder)
-            results.append(evaluation)
-    print(f"{'dataset':<12} {'method':<36} " + " ".join(f"{key:>9}" for key in METRIC_NAMES))
-    for evaluation in results:
-        print(f"{evaluation.dataset:<12} {evaluation.method:<36} " +
-              " ".join(f"{evaluation.means[key]:9.4f}" for key in METRIC_NAMES))
-    payload = [{"dataset": e.dataset, "method": e.method, "means": e.means, "per_image": e.per_image}
-               for e in results]
-    with storage.gfile_errors(out / "evaluation.json"):
-        storage.write_text(out / "evaluation.json", json.dumps(payload, indent=2) + "\n")
+    evaluate_folders(args.data, models, scale, out, save_images=args.save_images)
+    print(evaluation_table(json.loads(storage.as_path(out / "evaluation.json").read_text())))
     if args.save_images:
         print(f"SR images (uint8 PNG, as measured): {out / 'images'}/<dataset>/<method>/")
     print(f"run directory: {out}")

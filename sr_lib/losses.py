@@ -124,7 +124,7 @@ class VGGContentLoss:
     """MSE between feature maps of ``hr`` and ``sr`` (the paper's VGG22 / VGG54 losses).
 
     Args:
-        feature_model: a frozen Keras model mapping [-1, 1] images to feature maps (``models.make_vgg_features``).
+        feature_model: a frozen Keras model mapping [-1, 1] images to feature maps (``vgg.make_vgg_features``).
         rescale: factor applied to the features before the MSE, so the loss scales by ``rescale**2``. Default is the
             paper's 1/12.75; 1.0 disables it.
     """
@@ -182,12 +182,12 @@ CONTENT_LOSSES = ("mse", "vgg22", "vgg54", "perpix")
 
 def make_content_loss(name, vgg_weights="imagenet", vgg_layer=None, pixel_weight=1.0, vgg_weight=1.0,
                       rescale=PAPER_VGG_RESCALE):
-    """Builds a content loss by name; VGG losses build their feature model with ``models.make_vgg_features``.
+    """Builds a content loss by name; VGG losses build their feature model with ``vgg.make_vgg_features``.
 
     Args:
         name: one of ``CONTENT_LOSSES``.
         vgg_weights: "imagenet", a local weights file, or None (random: offline tests only, not meaningful).
-        vgg_layer: feature layer for "perpix" (default "vgg54"): a ``models.VGG_LAYERS`` key or a VGG19 layer name.
+        vgg_layer: feature layer for "perpix" (default "vgg54"): a ``vgg.VGG_LAYERS`` key or a VGG19 layer name.
             For "vgg22"/"vgg54" the layer is the name itself; a different ``vgg_layer`` is an error.
         pixel_weight: "perpix" only, see ``PerPixLoss``.
         vgg_weight: "perpix" only, see ``PerPixLoss``.
@@ -202,7 +202,7 @@ def make_content_loss(name, vgg_weights="imagenet", vgg_layer=None, pixel_weight
     if name in ("vgg22", "vgg54") and vgg_layer not in (None, name):
         raise ValueError(f"content loss {name!r} fixes its VGG layer; got conflicting vgg_layer={vgg_layer!r}")
     # Imported here so that losses does not need models at import time.
-    from sr_lib.nets.models import make_vgg_features
+    from sr_lib.nets.vgg import make_vgg_features
 
     features = make_vgg_features(layer=vgg_layer or ("vgg54" if name == "perpix" else name), weights=vgg_weights)
     if name == "perpix":

@@ -6,15 +6,13 @@ with random weights has no perceptual meaning; so every result says which of the
 
 from __future__ import annotations
 
-import os
-import platform
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from sr_lib.training.phases import cpu_bf16_flags, resolve_precision, resolve_vgg_weights
+from sr_lib.core.device import cpu_name, resolve_precision
+from sr_lib.nets.vgg import resolve_vgg_weights
 
 
 @dataclass
@@ -27,17 +25,6 @@ class Runtime:
     def __str__(self) -> str:
         return (f"device: {self.device}\nprecision: {self.precision}\nVGG19 weights: {self.vgg_weights}\n"
                 f"{self.versions}")
-
-
-def cpu_name() -> str:
-    """The CPU model and its bfloat16 instruction sets (they decide the mixed-precision speed-up on a CPU)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        info = ""
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                platform.processor() or platform.machine())
-    return f"{name} ({os.cpu_count()} cores, {', '.join(cpu_bf16_flags()) or 'no bf16 instructions'})"
 
 
 def device_name() -> str:

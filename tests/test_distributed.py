@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sr_lib import cli
+from sr_lib.training import distribute
 from sr_lib.training import phases as training
 from sr_lib.config import ConfigError
 
@@ -179,7 +180,7 @@ def test_bad_tf_config_is_a_clear_error(monkeypatch, value, expected):
     else:
         monkeypatch.setenv("TF_CONFIG", value)
     with pytest.raises(ConfigError, match=re.escape(expected)):
-        training.read_tf_config()
+        distribute.read_tf_config()
 
 
 def test_command_line_names_a_bad_tf_config_or_strategy(monkeypatch, capsys, tmp_path):

@@ -13,7 +13,7 @@ import tensorflow as tf
 from PIL import Image
 
 from sr_lib.core import storage
-from sr_lib.training import experiment, phases as training
+from sr_lib.training import distribute, experiment, phases as training
 from sr_lib.cli import main
 from sr_lib.config import Config, ConfigError, get_preset
 from sr_lib.nets.models import make_generator
@@ -145,7 +145,7 @@ def test_only_the_chief_writes_the_comparison_and_the_other_workers_read_its_rep
     for the chief at the end, returns the chief's report and writes nothing."""
     out, before = remote_comparison["out"], _files(remote_comparison["out"])
     waits = []
-    monkeypatch.setattr(training, "is_chief", lambda strategy: False)
+    monkeypatch.setattr(distribute, "is_chief", lambda strategy: False)
     monkeypatch.setattr(experiment, "_wait_for_chief", lambda strategy, out_dir: waits.append(str(out_dir)))
 
     def no_report(*args, **kwargs):
@@ -163,7 +163,7 @@ def test_only_the_chief_writes_the_comparison_and_the_other_workers_read_its_rep
 
     # A worker that cannot see the chief's folder finds no report: one line saying why.
     monkeypatch.undo()
-    monkeypatch.setattr(training, "is_chief", lambda strategy: False)
+    monkeypatch.setattr(distribute, "is_chief", lambda strategy: False)
     storage.remove(out / "report" / "results.json")
     try:
         assert main(remote_comparison["argv"]) == 2

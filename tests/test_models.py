@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from sr_lib.nets import models
+from sr_lib.nets import models, vgg
 from sr_lib.nets.layers import ICNR, PixelShuffle, VGGPreprocess, icnr_initializer
 
 TINY = dict(num_blocks=2, channels=8)
@@ -202,7 +202,7 @@ def _model_cases():
         ),
         "discriminator_fixed": (lambda: models.make_discriminator(32, channels=8), (2, 32, 32, 3), -1.0),
         "discriminator_any": (lambda: models.make_discriminator(None, channels=8), (2, 24, 40, 3), -1.0),
-        "vgg_features": (lambda: models.make_vgg_features("vgg22", weights=None), (1, 16, 16, 3), -1.0),
+        "vgg_features": (lambda: vgg.make_vgg_features("vgg22", weights=None), (1, 16, 16, 3), -1.0),
     }
 
 
@@ -226,7 +226,7 @@ def test_save_load_safe_mode_round_trip(case, tmp_path):
     "layer, channels, factor", [("vgg22", 128, 2), ("vgg54", 512, 16), ("block3_conv1", 256, 4)]
 )
 def test_vgg_feature_layers(layer, channels, factor):
-    features = models.make_vgg_features(layer, weights=None)
+    features = vgg.make_vgg_features(layer, weights=None)
     out = np.asarray(features(_random((1, 32, 48, 3), -1, 1)))
     assert out.shape == (1, 32 // factor, 48 // factor, channels)
     assert np.all(out >= 0)  # taken after the ReLU
@@ -244,7 +244,7 @@ def test_vgg_preprocess_matches_keras_caffe_preprocessing():
 def test_vgg_local_weights_file(random_vgg19, tmp_path):
     path = tmp_path / "vgg19_notop.weights.h5"
     random_vgg19.save_weights(path)
-    features = models.make_vgg_features("vgg22", weights=path)
+    features = vgg.make_vgg_features("vgg22", weights=path)
     assert features.vgg_weights == str(path) and "local" in features.name
 
     image = _random((1, 16, 20, 3), -1, 1)
@@ -252,13 +252,13 @@ def test_vgg_local_weights_file(random_vgg19, tmp_path):
     expected = reference(VGGPreprocess()(image))
     np.testing.assert_allclose(features(image), expected, rtol=1e-5, atol=1e-5)
     # A freshly initialised network differs, so equality above means the file was loaded.
-    assert not np.allclose(models.make_vgg_features("vgg22", weights=None)(image), expected, atol=1e-3)
+    assert not np.allclose(vgg.make_vgg_features("vgg22", weights=None)(image), expected, atol=1e-3)
 
 
 def test_vgg_missing_local_file(tmp_path):
     missing = tmp_path / "nope.weights.h5"
     with pytest.raises(ValueError, match="nope.weights.h5"):
-        models.make_vgg_features(weights=missing)
+        vgg.make_vgg_features(weights=missing)
 
 
 def test_vgg_failed_download_is_actionable(monkeypatch):
@@ -274,7 +274,7 @@ def test_vgg_failed_download_is_actionable(monkeypatch):
     file_utils = importlib.import_module("keras.src.applications.vgg19").file_utils
     monkeypatch.setattr(file_utils, "get_file", offline_get_file)
     with pytest.raises(RuntimeError, match=r"~/.keras/models.*weights=None") as error:
-        models.make_vgg_features("vgg54", weights="imagenet")
+        vgg.make_vgg_features("vgg54", weights="imagenet")
     assert calls == ["vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"]
     assert "URL fetch failure" in str(error.value)
 
@@ -282,12 +282,12 @@ def test_vgg_failed_download_is_actionable(monkeypatch):
 @pytest.mark.parametrize("layer", ["vgg99", "block6_conv1", "fc1"])
 def test_vgg_unknown_layer(layer):
     with pytest.raises(ValueError, match="vgg22"):
-        models.make_vgg_features(layer, weights=None)
+        vgg.make_vgg_features(layer, weights=None)
 
 
 def test_vgg_invalid_weights_value():
     with pytest.raises(ValueError, match="weights"):
-        models.make_vgg_features(weights=3)
+        vgg.make_vgg_features(weights=3)
 
 
 def test_generator_without_batch_norm(tmp_path):

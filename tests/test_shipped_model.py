@@ -4,7 +4,6 @@ photographs it never saw (it was trained on T91 + BSD200), and is the architectu
 from pathlib import Path
 
 import keras
-import numpy as np
 import pytest
 
 from sr_lib import data

@@ -16,6 +16,7 @@ from sr_lib import losses as losses_lib
 from sr_lib.training import phases as training
 from sr_lib.training.checkpoint import Checkpointer
 from sr_lib.config import ConfigError, get_preset
+from sr_lib.nets import vgg
 from sr_lib.nets.models import make_discriminator, make_generator
 
 
@@ -205,11 +206,11 @@ def test_auto_vgg_weights_fall_back_to_random_with_a_warning(monkeypatch):
     def offline(*args, **kwargs):
         raise RuntimeError("Could not download the VGG19 ImageNet weights")
 
-    monkeypatch.setattr(sr_lib.nets.models, "make_vgg_features", offline)
-    monkeypatch.setattr(training, "_AUTO_VGG", {})
+    monkeypatch.setattr(sr_lib.nets.vgg, "make_vgg_features", offline)
+    monkeypatch.setattr(vgg, "_AUTO_VGG", {})
     with pytest.warns(UserWarning, match="RANDOM VGG"):
-        assert training.resolve_vgg_weights("auto") is None
-    assert training.resolve_vgg_weights("imagenet") == "imagenet"  # Only "auto" falls back.
+        assert vgg.resolve_vgg_weights("auto") is None
+    assert vgg.resolve_vgg_weights("imagenet") == "imagenet"  # Only "auto" falls back.
 
 
 @pytest.mark.parametrize("adversarial", ["least_squares", "wasserstein_gp"])
@@ -256,7 +257,7 @@ def test_running_a_finished_run_again_trains_and_rewrites_nothing(tmp_path, trai
 def test_random_vgg_weights_do_not_depend_on_when_auto_was_decided(tmp_path, train_data, monkeypatch):
     """Offline, "auto" means random VGG19 weights; deciding it builds a VGG19 (random draws) once per process. Two
     runs of one config, the first deciding "auto" and the second finding it decided, must train identically."""
-    monkeypatch.setattr(training, "_AUTO_VGG", {})
+    monkeypatch.setattr(vgg, "_AUTO_VGG", {})
     config = get_preset("ci").replace(**{"loss.content": "vgg54", "loss.adversarial": "modified",
                                          "loss.vgg_weights": "auto", "train.gan_steps": 2})
     with pytest.warns(UserWarning, match="RANDOM VGG"):

@@ -52,7 +52,7 @@ def skip_if_onednn_bf16_hidden():
     them in Eigen, as this machine does with TF_ENABLE_ONEDNN_OPTS=0."""
     import pytest
 
-    from sr_lib.training.phases import cpu_bf16_flags
+    from sr_lib.core.device import cpu_bf16_flags
 
     limited = os.environ.get("ONEDNN_MAX_CPU_ISA") and not cpu_bf16_flags()
     onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false")

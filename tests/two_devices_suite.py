@@ -16,6 +16,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from sr_lib.training import distribute
 from sr_lib.training import phases as training  # noqa: E402
 from sr_lib.training.checkpoint import Checkpointer  # noqa: E402
 from sr_lib.config import ConfigError, get_preset  # noqa: E402
@@ -30,9 +31,9 @@ def train_data():
 
 
 def test_mirrored_uses_both_devices():
-    strategy = training.make_strategy("mirrored")
+    strategy = distribute.make_strategy("mirrored")
     assert strategy.num_replicas_in_sync == 2
-    assert training.make_strategy("mirrored") is strategy  # One strategy per process (see make_strategy).
+    assert distribute.make_strategy("mirrored") is strategy  # One strategy per process (see make_strategy).
 
 
 def test_both_phases_and_adversarial_variants_train(tmp_path, train_data):
@@ -145,7 +146,7 @@ def test_global_batch_must_split_evenly_across_replicas(tmp_path, train_data):
 def test_batch_norm_statistics_per_replica_unless_synchronized(synchronized):
     """What the README says about BatchNorm: without sync, each replica normalises with its own crops' statistics and
     keeps its own moving averages; with sync, every replica uses (and keeps) those of the global batch."""
-    strategy = training.make_strategy("mirrored")
+    strategy = distribute.make_strategy("mirrored")
     with strategy.scope():
         generator = make_generator(num_blocks=1, channels=8, scale=4, sync_batch_norm=synchronized)
     images = tf.random.stateless_uniform([4, 8, 8, 3], seed=[1, 2])

@@ -12,6 +12,9 @@ complete together (a checkpoint) says so with a write that comes last (see :mod:
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import math
 import os
 import posixpath
 import shutil
@@ -277,3 +280,71 @@ def remove(path):
     else:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def read_log(path) -> list[dict]:
+    """The rows of a ``log.csv`` (local or remote) as dicts of floats, NaN where a cell is not a number (empty if the
+    file does not exist yet).
+
+    Raises:
+        OSError: naming ``path``, when its store cannot be read.
+    """
+    path = as_path(path)
+    with gfile_errors(path):
+        if not path.is_file():
+            return []
+        text = path.read_text()
+    return [{key: _to_float(value) for key, value in row.items()}
+            for row in csv.DictReader(io.StringIO(text, newline=""))]
+
+
+def _to_float(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+@contextlib.contextmanager
+def publish_folder(destination, last=()):
+    """Yields an empty local folder to fill; when the block succeeds, puts it at ``destination`` whole, replacing
+    what was there. Locally: one rename of a sibling staging folder, its files flushed to disk first. Remotely: every
+    file uploaded, the relative paths in ``last`` after all the others (the files whose presence marks the folder
+    complete: a checkpoint's ``state.json``, a SavedModel's ``saved_model.pb``); an old folder is removed first, its
+    ``last`` files first of all, so no reader ever sees a mixture. If the block fails nothing is published; if the
+    upload fails, what it wrote is removed (best effort) and the error re-raised.
+    """
+    destination = as_path(destination)
+    if isinstance(destination, URLPath):
+        with tempfile.TemporaryDirectory(prefix="sr_lib_") as tmp:
+            staging = Path(tmp) / destination.name
+            staging.mkdir()
+            yield staging
+            with gfile_errors(destination):
+                if destination.exists():
+                    for name in last:
+                        remove(destination / name)
+                    rmtree(destination)
+            try:
+                upload_tree(staging, destination, last=last)
+            except BaseException:
+                try:
+                    rmtree(destination)
+                except Exception:  # The store may be what failed: the upload's own error is the one to report.
+                    pass
+                raise
+        return
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        yield staging
+        for child in staging.rglob("*"):
+            if child.is_file():
+                with open(child, "rb") as handle:
+                    os.fsync(handle.fileno())
+        if destination.exists():
+            shutil.rmtree(destination)
+        os.replace(staging, destination)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

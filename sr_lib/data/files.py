@@ -307,3 +307,14 @@ def resolve_images(source=None, split="train", min_size=0, strict=False) -> list
     else:
         paths = find_images(source)
     return load_images(paths, min_size=min_size, strict=strict)[0]
+
+
+def png_bytes(image) -> bytes:
+    """A uint8 (H, W, 3) image encoded as PNG."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image)).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -7,6 +7,7 @@ Y (ITU-R BT.601) with ``scale`` border pixels removed, and on RGB with the same 
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,10 @@ import numpy as np
 import tensorflow as tf
 
 from sr_lib.core import ranges, storage
+from sr_lib.nets.saving import load_generator, model_scale
 from sr_lib.evaluation import metrics
-from sr_lib.data import bicubic_downsample, bicubic_upscale, find_images, load_images
+from sr_lib.evaluation.tables import Table
+from sr_lib.data import bicubic_downsample, bicubic_upscale, find_images, load_images, png_bytes
 
 METRIC_NAMES = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "color_shift")
 # color_shift (largest |per-channel mean of SR - HR|, grey levels) is summarised by its worst image, not its mean:
@@ -76,24 +79,6 @@ def _measure(hr_unit, sr_unit, scale):
             "color_shift": metrics.color_shift(hr_unit, sr_unit, crop_border=scale)}
 
 
-def load_generator(path):
-    """A generator saved as ``.keras`` (a local file or a ``tf.io.gfile`` URL, downloaded to a temporary file first),
-    loaded with ``safe_mode=True``; a clear ValueError naming ``path`` if it can't be."""
-    import keras  # sr_lib/__init__ has registered the custom layers the file refers to.
-
-    path = storage.as_path(path)
-    with storage.gfile_errors(path):
-        if not path.is_file():
-            raise ValueError(f"model file not found: {path}")
-    try:
-        with storage.local_copy(path) as local:
-            return keras.saving.load_model(local, safe_mode=True)
-    except Exception as error:  # Keras raises TypeError/ValueError/OSError/zipfile errors for bad files.
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"could not load the model {path} (expected a .keras generator saved by sr_lib): "
-                         f"{first_line[:300]}") from None
-
-
 def load_model(path):
     """A generator to evaluate: a ``.keras`` file (:func:`load_generator`) or a SavedModel folder written by
     ``python -m sr_lib export`` (an :class:`sr_lib.inference.upscaler.Upscaler`, called like the Keras generator); either may be
@@ -105,13 +90,6 @@ def load_model(path):
 
         return load_upscaler(path)
     return load_generator(path)
-
-
-def model_scale(model) -> int:
-    """The upscaling factor of a generator (Keras model or Upscaler)."""
-    if hasattr(model, "scale"):
-        return int(model.scale)
-    return int(model.compute_output_shape((1, 8, 8, 3))[1]) // 8
 
 
 def resolve_scale(labelled_models, requested=None) -> int:
@@ -157,17 +135,6 @@ def make_lr(hr_uint8, scale: int):
         raise ValueError(f"image of shape {hr_uint8.shape} is smaller than the scale {scale}")
     hr_unit = ranges.uint8_to_unit(hr_uint8[:height, :width])
     return hr_unit, bicubic_downsample(hr_unit, scale)
-
-
-def png_bytes(image) -> bytes:
-    """A uint8 (H, W, 3) image encoded as PNG."""
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.asarray(image)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def predict(generator, lr_unit, batch_size=8) -> np.ndarray:
@@ -271,3 +238,33 @@ def comparison_rows(lr_unit, hr, scale: int, named_generators) -> list:
     hr_uint8 = ranges.hr_to_uint8(hr).numpy()
     return [[("LR", lr_uint8[i]), ("bicubic", bicubic[i])] + [(name, sr[i]) for name, sr in outputs]
             + [("HR", hr_uint8[i])] for i in range(len(lr_uint8))]
+
+
+def evaluate_folders(folders, models, scale: int, out, save_images=False) -> list:
+    """``python -m sr_lib evaluate``: bicubic and every ``(label, model)`` on every folder of HR images, written to
+    ``out/evaluation.json`` (and, with ``save_images``, every SR image under ``out/images/<dataset>/<method>/``).
+    ``out`` may be a URL. Returns the Evaluations."""
+    from tqdm import tqdm
+
+    from sr_lib.core import storage
+
+    out = storage.as_path(out)
+    with storage.gfile_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for folder in tqdm(folders, desc="datasets", disable=len(folders) < 2):
+        names, images = load_benchmark(folder)
+        for method, model in [("bicubic", None)] + list(models):
+            save_dir = (out / "images" / benchmark_name(folder) / method.replace("/", "__") if save_images else None)
+            results.append(evaluate_images(images, scale, model, method, benchmark_name(folder), names,
+                                           save_dir=save_dir, where=folder))
+    payload = [{"dataset": e.dataset, "method": e.method, "means": e.means, "per_image": e.per_image}
+               for e in results]
+    with storage.gfile_errors(out / "evaluation.json"):
+        storage.write_text(out / "evaluation.json", json.dumps(payload, indent=2) + "\n")
+    return results
+
+
+def evaluation_table(entries) -> Table:
+    """The means of ``evaluation.json`` entries as one :class:`~sr_lib.evaluation.tables.Table`."""
+    return Table([{"dataset": e["dataset"], "method": e["method"], **e["means"]} for e in entries], digits=4)

@@ -7,7 +7,9 @@ the committed notebooks and Markdown files diff cleanly; NaN (a metric that does
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import math
 
 
@@ -43,6 +45,14 @@ class Table:
         lines.append("|" + "---|" * len(self.columns))
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in self.cells()]
         return "\n".join(lines)
+
+    def to_csv(self) -> str:
+        """The raw values (no rounding), one row per line."""
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return buffer.getvalue()
 
     def _repr_markdown_(self) -> str:
         return self.to_markdown()

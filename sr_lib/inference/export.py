@@ -24,14 +24,9 @@ then ``saved_model.pb`` last: until that final object exists the folder is not a
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,6 +38,7 @@ from sr_lib.core import ranges, storage
 from sr_lib.inference.upscaler import (FLOAT_ENDPOINT, IMAGE_SPEC, METADATA_ENDPOINT, METADATA_FILE, UINT8_ENDPOINT,
                               DynamicUpSampling2D, bicubic_by_phases, inference_model)
 from sr_lib.inference.tiling import receptive_field
+from sr_lib.nets.saving import load_generator, model_scale
 
 TFLITE_FILE = "model.tflite"
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -55,23 +51,15 @@ class _BuiltinBicubicUpSampling2D(keras.layers.UpSampling2D):
     def call(self, inputs):
         return bicubic_by_phases(inputs, self.size)
 
-def _float_or_text(value):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return value
-    return number if math.isfinite(number) else None
-
-
 def _read_text(path) -> str:
     path = storage.as_path(path)
     with storage.gfile_errors(path):
         return path.read_text()
 
 
-def _read_log(path) -> list[dict]:
-    rows = csv.DictReader(io.StringIO(_read_text(path), newline=""))
-    return [{key: _float_or_text(value) for key, value in row.items()} for row in rows]
+def _finite_or_none(row: dict) -> dict:
+    """A log row for JSON: NaN (a cell that is not a number) becomes null."""
+    return {key: value if math.isfinite(value) else None for key, value in row.items()}
 
 
 def read_metrics(path) -> dict | None:
@@ -84,7 +72,10 @@ def read_metrics(path) -> dict | None:
     path = storage.as_path(path)
     try:
         if path.suffix == ".csv":
-            rows = [row for row in _read_log(path) if isinstance(row.get("psnr_y"), float)]
+            with storage.gfile_errors(path):
+                if not path.is_file():
+                    raise FileNotFoundError(f"no such file: {path}")
+            rows = [_finite_or_none(row) for row in storage.read_log(path) if math.isfinite(row.get("psnr_y", math.nan))]
             if not rows:
                 return None
             return {"source": str(path), "kind": "validation during training (log.csv)",
@@ -123,7 +114,7 @@ def build_metadata(model, runtime, model_path, config_path=None, metrics_path=No
         field, field_note = None, str(error)
     else:
         field_note = None
-    scale = field.scale if field else int(runtime.compute_output_shape((1, 8, 8, 3))[1]) // 8
+    scale = field.scale if field else model_scale(runtime)
     return {
         "format": "sr_lib generator export",
         "sr_lib_version": sr_lib.__version__,
@@ -215,28 +206,6 @@ def _write_export(model, runtime, metadata: dict, folder: Path, tflite: bool):
         convert_tflite(model, folder / TFLITE_FILE)
 
 
-def _upload_export(staging: Path, out_dir):
-    """Uploads a finished export folder to a URL, the metadata and then ``saved_model.pb`` last (the write that makes
-    it a SavedModel). On failure, removes what it wrote (best effort: ``out_dir`` was absent or empty), so the same
-    command can simply be run again, and re-raises (an OSError naming the file, for a failed upload)."""
-    existed = out_dir.exists()
-    try:
-        return storage.upload_tree(staging, out_dir, last=(METADATA_FILE.as_posix(), SAVED_MODEL_FILE))
-    except BaseException:
-        try:
-            if not existed:
-                storage.rmtree(out_dir)
-            else:
-                for child in out_dir.iterdir():
-                    if child.is_dir():
-                        storage.rmtree(child)
-                    else:
-                        storage.remove(child)
-        except Exception:  # The store may be what failed: the upload's own error is the one to report.
-            pass
-        raise
-
-
 def export_generator(model_path, out_dir, tflite=False, config_path=None, metrics_path=None) -> dict:
     """Writes the SavedModel (and ``model.tflite``) of the generator in ``model_path`` into ``out_dir``.
 
@@ -252,8 +221,6 @@ def export_generator(model_path, out_dir, tflite=False, config_path=None, metric
         ValueError: for a missing or unloadable model, unreadable config/metrics, or an ``out_dir`` that exists and
             is not empty; OSError: naming the path, when a remote store cannot be read or written.
     """
-    from sr_lib.evaluation.evaluate import load_generator
-
     out_dir = storage.as_path(out_dir)
     with storage.gfile_errors(out_dir):
         taken = out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir()))
@@ -263,21 +230,6 @@ def export_generator(model_path, out_dir, tflite=False, config_path=None, metric
     model = load_generator(model_path)
     runtime = inference_model(model)
     metadata = build_metadata(model, runtime, model_path, config_path, metrics_path)
-    if isinstance(out_dir, storage.URLPath):
-        with tempfile.TemporaryDirectory(prefix="sr_lib_export_") as tmp:
-            staging = Path(tmp) / out_dir.name
-            staging.mkdir()
-            _write_export(model, runtime, metadata, staging, tflite)
-            _upload_export(staging, out_dir)
-        return metadata
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with storage.publish_folder(out_dir, last=(METADATA_FILE.as_posix(), SAVED_MODEL_FILE)) as staging:
         _write_export(model, runtime, metadata, staging, tflite)
-        if out_dir.exists():
-            out_dir.rmdir()  # Empty (checked above).
-        os.replace(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return metadata

@@ -13,7 +13,6 @@ remote model is downloaded once, remote images are read whole, and each output i
 
 from __future__ import annotations
 
-import os
 import posixpath
 import warnings
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from sr_lib.core import storage
-from sr_lib.data import DataError, decode_image, find_images
+from sr_lib.data import DataError, decode_image, find_images, png_bytes
 from sr_lib.inference.tiling import upscale_tiled
 
 
@@ -107,8 +106,6 @@ def read_image(path) -> np.ndarray:
 
 def write_png(image, target) -> None:
     """Writes ``image`` to ``target`` as PNG, whole (never a half-written file): see :func:`sr_lib.core.storage.write_bytes`."""
-    from sr_lib.evaluation.evaluate import png_bytes  # Here: importing evaluate starts TensorFlow.
-
     storage.write_bytes(target, png_bytes(image))
 
 

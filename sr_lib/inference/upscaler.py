@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from sr_lib.core import ranges, storage
 from sr_lib.nets.models import as_float32
+from sr_lib.nets.saving import load_generator, model_scale
 from sr_lib.inference.tiling import ReceptiveField, keys_cubic, receptive_field
 
 # Where an export keeps its description (TF Serving's folder for extra files; loaders ignore it).
@@ -179,15 +180,13 @@ class Upscaler:
 
 
 def _keras_upscaler(path) -> Upscaler:
-    from sr_lib.evaluation.evaluate import load_generator
-
     model = inference_model(load_generator(path))
     try:
         rf = receptive_field(model)
         scale = rf.scale
     except ValueError:
         rf = None
-        scale = int(model.compute_output_shape((1, 8, 8, 3))[1]) // 8
+        scale = model_scale(model)
     spec = tf.TensorSpec(IMAGE_SPEC, tf.float32)
 
     @tf.function(input_signature=[tf.TensorSpec(IMAGE_SPEC, tf.uint8)])

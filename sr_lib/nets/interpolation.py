@@ -10,8 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from sr_lib.training.callbacks import save_model_atomic
-from sr_lib.evaluation.evaluate import load_generator
+from sr_lib.nets.saving import load_generator, save_model_atomic
 
 
 def _signature(model) -> list:

@@ -25,6 +25,7 @@ from pathlib import Path
 import keras
 
 from sr_lib.core import storage
+from sr_lib.nets.saving import save_model_atomic
 from sr_lib.evaluation import plots
 from sr_lib.evaluation.evaluate import comparison_rows, evaluate_arrays
 
@@ -204,18 +205,3 @@ def save_comparison_grid(generator, valid_lr, valid_hr, scale, path):
         plots.save_image_grid(rows, Path(tmp) / path.name)
         storage.upload(Path(tmp) / path.name, path)
     return str(path)
-
-
-def save_model_atomic(model, path):
-    """``model.save`` to a temporary name, then rename, so a crash never leaves a truncated ``.keras`` file. A remote
-    ``path`` (``gs://...``) is saved locally first and uploaded as one object."""
-    path = storage.as_path(path)
-    if isinstance(path, storage.URLPath):
-        with tempfile.TemporaryDirectory(prefix="sr_lib_") as tmp:
-            model.save(str(Path(tmp) / path.name))
-            storage.upload(Path(tmp) / path.name, path)
-        return path
-    tmp = path.with_name(path.stem + ".tmp.keras")
-    model.save(str(tmp))
-    os.replace(tmp, path)
-    return path

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -56,19 +55,11 @@ class Checkpointer:
         self.keep = keep
 
     def save(self, step: int, state: dict | None = None) -> Path:
-        if isinstance(self.directory, storage.URLPath):
-            return self._save_remote(step, state)
-        self.directory.mkdir(parents=True, exist_ok=True)
         final = self.directory / f"ckpt-{step:09d}"
-        tmp = self.directory / f"ckpt-{step:09d}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        self._write_files(tmp, step, state)
-        _fsync_dir(tmp)
-        if final.exists():  # Re-saving the same step (e.g. after a resume): replace it whole.
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        storage.write_text(self.directory / "latest", final.name + "\n")
+        # Every other file first, state.json last: a folder with state.json is complete.
+        with storage.publish_folder(final, last=("state.json",)) as staging:
+            self._write_files(staging, step, state)
+        storage.write_text(self.directory / "latest", final.name + "\n")  # The final small write: now it is latest.
         self._prune()
         return final
 
@@ -150,9 +141,3 @@ def _remove_checkpoint(path):
 
 def _write_json(path: Path, value: dict):
     storage.write_text(path, json.dumps(value, indent=2) + "\n")
-
-
-def _fsync_dir(path: Path):
-    for child in path.iterdir():
-        with open(child, "rb") as handle:
-            os.fsync(handle.fileno())

@@ -26,22 +26,22 @@ Re-running the same command resumes: finished runs are skipped, interrupted ones
 
 from __future__ import annotations
 
-import csv
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sr_lib.evaluation import evaluate as evaluate_lib
-from sr_lib.core import ranges, storage
-from sr_lib.evaluation import plots
-from sr_lib.training import phases as training_lib
 from sr_lib.config import Config, ConfigError
+from sr_lib.core import ranges, storage
+from sr_lib.evaluation import evaluate as evaluate_lib
+from sr_lib.evaluation import plots
+from sr_lib.evaluation.tables import Table
 from sr_lib.nets.interpolation import check_same_architecture, interpolate_generators
-from sr_lib.training.phases import (RunResult, TrainData, WorkerFailedError, build_generator, make_strategy, prepare_data,
-                             pretrain, read_log, train_gan)
+from sr_lib.nets.saving import load_generator
+from sr_lib.training import distribute
+from sr_lib.training.distribute import WorkerFailedError, make_strategy
+from sr_lib.training.phases import RunResult, TrainData, build_generator, prepare_data, pretrain, read_log, train_gan
 
 # A variant has collapsed when its SR output is near-constant (spatial standard deviation below this fraction of the
 # HR crops', averaged over the validation crops) or when its validation PSNR-Y is this many dB below bicubic.
@@ -102,7 +102,7 @@ def collapse_status(sr, hr, psnr_y, bicubic_psnr_y) -> str:
 
 def _check_pretrained(config: Config, pretrained) -> None:
     """A clear error, before any training, when the pretrained generator is not the configured architecture."""
-    loaded = evaluate_lib.load_generator(pretrained)
+    loaded = load_generator(pretrained)
     try:
         check_same_architecture(build_generator(config), loaded, names=("configured by model.*", str(pretrained)))
     except ValueError as error:
@@ -127,7 +127,7 @@ def run_comparison(config: Config, out_dir, variants=None, benchmarks=(), verbos
         chief's ``results.json`` (NaN there reads as None).
     """
     strategy = make_strategy(config.train.strategy)  # First: a multi-worker strategy must precede any TF work.
-    chief = training_lib.is_chief(strategy)
+    chief = distribute.is_chief(strategy)
     out_dir = storage.as_path(out_dir)
     with storage.gfile_errors(out_dir):  # An unknown scheme or an unreachable bucket: one error, before any work.
         out_dir.exists()
@@ -166,8 +166,8 @@ def _wait_for_chief(strategy, out_dir):
     """Under ``train.strategy=multi_worker``, waits until every worker gets here, i.e. until the chief has written the
     report (a no-op otherwise); a WorkerFailedError if the chief (or another worker) fails meanwhile."""
     try:
-        training_lib._barrier(strategy)
-    except training_lib._WORKER_ERRORS as error:
+        distribute._barrier(strategy)
+    except distribute._WORKER_ERRORS as error:
         first = next((line.strip() for line in str(getattr(error, "message", error)).splitlines() if line.strip()),
                      type(error).__name__)
         raise WorkerFailedError(
@@ -238,15 +238,8 @@ def write_report(report_dir, config: Config, train_data: TrainData, runs, benchm
     interpolation sweep, for finished runs. ``report_dir`` may be a URL: the files are then made in a local temporary
     folder and uploaded, ``results.json`` last, and the report's paths are URLs."""
     report_dir = storage.as_path(report_dir)
-    if isinstance(report_dir, storage.URLPath):
-        with tempfile.TemporaryDirectory(prefix="sr_lib_report_") as staging:
-            report = _make_report(Path(staging), report_dir, config, train_data, runs, benchmark_sets, pretrained)
-            storage.upload_tree(staging, report_dir, last=("results.json",))
-    else:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        report = _make_report(report_dir, report_dir, config, train_data, runs, benchmark_sets, pretrained)
-    if report["interpolation_plot"] is None:  # An earlier run's sweep (other variants) must not pass for this one's.
-        storage.remove(report_dir / "interpolation.png")
+    with storage.publish_folder(report_dir, last=("results.json",)) as staging:
+        report = _make_report(staging, report_dir, config, train_data, runs, benchmark_sets, pretrained)
     return report
 
 
@@ -255,7 +248,7 @@ def _make_report(local_dir: Path, report_dir, config: Config, train_data: TrainD
     """Writes the report's files into the local folder ``local_dir``; the paths in the report are under ``report_dir``
     (where they end up: ``local_dir`` itself, or the URL they are uploaded to)."""
     scale = config.data.scale
-    generators = [(label(v.name, r.vgg_weights), evaluate_lib.load_generator(r.final_path))
+    generators = [(label(v.name, r.vgg_weights), load_generator(r.final_path))
                   for v, r in runs]
     rows = []
     methods = [("bicubic", None, None)] + [(name, generator, run) for (name, generator), run in zip(generators, runs)]
@@ -331,10 +324,8 @@ def _json_safe(value):
 def _write_table(report_dir: Path, rows, columns, config: Config, sweep=None, pretrained=None):
     pretrained_note = (f"{pretrained}" if pretrained is not None
                        else f"{config.train.pretrain_steps} MSE steps")
-    with open(report_dir / "results.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    table = Table(rows, columns, digits=4)
+    (report_dir / "results.csv").write_text(table.to_csv())
     scale = config.data.scale
     lines = [f"# Loss comparison (x{scale})", "",
              f"PSNR (dB) / SSIM on Y (ITU-R BT.601) and RGB, {scale}-pixel border removed, SR rounded to uint8. "
@@ -347,21 +338,11 @@ def _write_table(report_dir: Path, rows, columns, config: Config, sweep=None, pr
     lines += [f"Status: {COLLAPSE_CRITERION}; else ok. d_real_logit / d_fake_logit: the discriminator's mean logits on "
               "HR and SR in the last logged interval (a fake logit far below the real one means the discriminator "
               "wins easily). color_shift: the worst image's largest |per-channel mean of SR - HR|, grey levels.", ""]
-    lines.append("| " + " | ".join(columns) + " |")
-    lines.append("|" + "---|" * len(columns))
-    for row in rows:
-        lines.append("| " + " | ".join(_format(row[column]) for column in columns) + " |")
+    lines.append(table.to_markdown())
     if sweep is not None:
+        sweep_rows = [{"alpha": f"{alpha:.1f}", **{f"{name} PSNR-Y": values[index]
+                                                  for name, values in sweep["psnr_y"].items()}}
+                      for index, alpha in enumerate(sweep["alphas"])]
         lines += ["", f"## Network interpolation: (1 - alpha) SRResNet-MSE + alpha {sweep['gan_variant']}", "",
-                  "| alpha | " + " | ".join(f"{name} PSNR-Y" for name in sweep["psnr_y"]) + " |",
-                  "|---|" + "---|" * len(sweep["psnr_y"])]
-        for index, alpha in enumerate(sweep["alphas"]):
-            lines.append(f"| {alpha:.1f} | " + " | ".join(_format(values[index]) for values in sweep["psnr_y"].values())
-                         + " |")
+                  Table(sweep_rows, digits=4).to_markdown()]
     (report_dir / "results.md").write_text("\n".join(lines) + "\n")
-
-
-def _format(value):
-    if isinstance(value, float):
-        return f"{value:.4f}" if np.isfinite(value) else "—"
-    return str(value)

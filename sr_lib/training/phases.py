@@ -22,12 +22,8 @@ sees (a ``gs://`` bucket or a shared file system).
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
-import os
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,19 +35,20 @@ import tensorflow as tf
 from sr_lib import data as data_lib
 from sr_lib import losses as losses_lib
 from sr_lib.core import storage
-from sr_lib.training.callbacks import (CheckpointCallback, CSVLog, ImageGridCallback, LearningRateLogger, NonFiniteLossGuard, RunState,
-                              TrainingDivergedError, ValidationCallback, save_model_atomic)
-from sr_lib.training.checkpoint import Checkpointer
 from sr_lib.config import Config, ConfigError
-from sr_lib.evaluation.evaluate import load_generator
+from sr_lib.core.device import resolve_precision
 from sr_lib.nets.models import make_discriminator, make_generator
+from sr_lib.nets.saving import load_generator, save_model_atomic
+from sr_lib.nets.vgg import resolve_vgg_weights
+from sr_lib.training.callbacks import (CheckpointCallback, CSVLog, ImageGridCallback, LearningRateLogger,
+                                       NonFiniteLossGuard, RunState, TrainingDivergedError, ValidationCallback)
+from sr_lib.training.checkpoint import Checkpointer
+from sr_lib.training import distribute
+from sr_lib.training.distribute import _barrier, _check_workers_agree, _worker_failures
+from sr_lib.training.trainers import SRGAN, PixelTrainer
 
-__all__ = ["SRGAN", "TrainData", "RunResult", "TrainingDivergedError", "WorkerFailedError", "build_generator",
-           "PixelTrainer", "make_strategy", "prepare_data", "pretrain", "train_gan", "read_log", "resolve_precision"]
-
-
-class WorkerFailedError(RuntimeError):
-    """A worker of a multi-worker job stopped answering; the job stopped and the latest checkpoint is kept."""
+__all__ = ["TrainData", "RunResult", "build_generator", "make_generator_loss", "prepare_data", "pretrain", "train_gan",
+           "read_log"]
 
 
 @dataclass
@@ -95,160 +92,6 @@ def prepare_data(config: Config) -> TrainData:
                                                       seed=config.train.seed, crops_per_image=d.valid_crops_per_image,
                                                       blur_sigma=d.blur_sigma)
     return TrainData(train_images, valid_lr, valid_hr)
-
-
-# ONEDNN_MAX_CPU_ISA values under which oneDNN still uses the CPU's bfloat16 instructions (oneDNN's names).
-_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "AVX10_1_512",
-              "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2", "ALL", "DEFAULT")
-
-
-def cpu_bf16_flags() -> list:
-    """The CPU's bfloat16 instruction sets (``amx_bf16``, ``avx512_bf16``) found in /proc/cpuinfo, if any, and none
-    when ``ONEDNN_MAX_CPU_ISA`` keeps oneDNN below them (e.g. ``AVX2``, to compute as an AVX2-only CPU does)."""
-    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
-    if limit and limit not in _BF16_ISAS:
-        return []
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    return [flag for flag in ("amx_bf16", "avx512_bf16") if flag in info]
-
-
-def resolve_precision(name: str) -> str:
-    """'auto' -> mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bfloat16 instructions, else float32."""
-    if name == "none":
-        return "float32"
-    if name != "auto":
-        return name
-    if tf.config.list_physical_devices("GPU"):
-        return "mixed_float16"
-    return "mixed_bfloat16" if cpu_bf16_flags() else "float32"
-
-
-_STRATEGIES = {}
-
-
-def make_strategy(name: str):
-    """The ``tf.distribute`` strategy named by ``train.strategy``, created once per process and then reused.
-
-    "default": TensorFlow's default (one device). "mirrored": ``MirroredStrategy`` over every GPU of this machine, or,
-    without GPUs, over its logical CPU devices (one, unless set up with ``tf.config.set_logical_device_configuration``).
-    "multi_worker": ``MultiWorkerMirroredStrategy`` over the cluster in the ``TF_CONFIG`` environment variable; it must
-    be created before TensorFlow runs anything in the process (``pretrain`` and ``train_gan`` create it first).
-
-    Reuse matters: every new ``MirroredStrategy`` numbers its collective all-reduces from the same keys, so a second
-    one in the same process (phase 2 after phase 1, or the next variant of a comparison) meets the first one's
-    all-reduces in TensorFlow's collective runtime and fails at its first step ("Shape mismatch in the collective
-    instance").
-    """
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name not in _STRATEGIES:
-        if name == "mirrored":
-            devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-            _STRATEGIES[name] = tf.distribute.MirroredStrategy([device.name for device in devices])
-        elif name == "multi_worker":
-            read_tf_config()  # A clear error for a missing or malformed TF_CONFIG, before TensorFlow reads it.
-            try:
-                _STRATEGIES[name] = tf.distribute.MultiWorkerMirroredStrategy()
-            except RuntimeError as error:
-                raise RuntimeError(f"train.strategy=multi_worker could not start: {error}. The strategy must be "
-                                   "created before TensorFlow runs anything in the process (run it from the command "
-                                   "line, or create it first with sr_lib.training.phases.make_strategy)") from error
-        else:
-            raise ConfigError(f"config key train.strategy: unknown strategy {name!r}")
-    return _STRATEGIES[name]
-
-
-def read_tf_config() -> dict:
-    """The ``TF_CONFIG`` environment variable, checked: ``{"cluster": {"worker": ["host:port", ...]}, "task": {"type":
-    "worker", "index": i}}`` (a "chief" job is optional). Raises ConfigError saying what is wrong."""
-    example = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", '
-               '"index": 0}}\' on the first machine, "index": 1 on the second')
-    text = os.environ.get("TF_CONFIG", "").strip()
-    if not text:
-        raise ConfigError(f"train.strategy=multi_worker needs the TF_CONFIG environment variable, e.g. {example}")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"TF_CONFIG is not valid JSON ({error}); expected e.g. {example}") from None
-    cluster = value.get("cluster") if isinstance(value, dict) else None
-    task = value.get("task") if isinstance(value, dict) else None
-    if not isinstance(cluster, dict) or not cluster.get("worker") and not cluster.get("chief"):
-        raise ConfigError(f"TF_CONFIG has no \"cluster\" with a \"worker\" list; expected e.g. {example}")
-    for job, addresses in cluster.items():
-        if not isinstance(addresses, list) or not all(isinstance(a, str) and ":" in a for a in addresses):
-            raise ConfigError(f"TF_CONFIG cluster job {job!r} must be a list of \"host:port\" strings, "
-                              f"got {addresses!r}")
-    if not isinstance(task, dict) or task.get("type") not in cluster:
-        raise ConfigError(f"TF_CONFIG \"task\" must name a job of the cluster ({', '.join(cluster)}) as \"type\", "
-                          f"got {task!r}")
-    index = task.get("index", 0)
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[task["type"]]):
-        raise ConfigError(f"TF_CONFIG task index {index!r} is not a position in cluster job {task['type']!r} "
-                          f"({len(cluster[task['type']])} task(s))")
-    return value
-
-
-def is_chief(strategy) -> bool:
-    """Whether this process writes the run directory: always, except on the non-chief workers of a multi-worker job."""
-    return bool(strategy.extended.should_checkpoint)
-
-
-def _multi_worker(strategy) -> bool:
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-
-
-def _check_workers_agree(strategy, value: int, what: str):
-    """Raises unless every worker of a multi-worker job holds the same ``value`` (e.g. the step it resumes from)."""
-    if not _multi_worker(strategy):
-        return
-    local = tf.constant([float(value), float(value) ** 2], tf.float64)
-    total = _all_reduce_sum(strategy, local).numpy()
-    count = strategy.num_replicas_in_sync
-    # Equal sums of the values and of their squares mean every worker holds the same value (Cauchy-Schwarz).
-    if not np.allclose(total, [count * value, count * float(value) ** 2]):
-        raise RuntimeError(f"the workers of this multi-worker job disagree about {what} (this worker: {value}, mean "
-                           f"over workers: {total[0] / count:g}): every worker must read the chief's run directory, so "
-                           "put it on storage all machines see (a gs:// bucket or a shared file system)")
-
-
-def _barrier(strategy):
-    """Waits until every worker of a multi-worker job gets here (e.g. until the chief has written the final model)."""
-    if _multi_worker(strategy):
-        _all_reduce_sum(strategy, tf.constant(1.0))
-
-
-def _all_reduce_sum(strategy, value):
-    """The sum over all replicas of ``value`` (each replica contributing it), in a ``tf.function`` as collectives
-    should be."""
-    return tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(value)),
-                                               axis=None))()
-
-
-# What TensorFlow raises in the surviving workers' collectives when a peer dies (Unavailable: connection refused or
-# the peer health check failed; FailedPrecondition: the peer restarted).
-_WORKER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
-                  tf.errors.AbortedError, tf.errors.FailedPreconditionError)
-
-
-@contextlib.contextmanager
-def _worker_failures(strategy, checkpointer, run_dir):
-    """Turns a lost worker (a collective aborted by TensorFlow's peer health check, a broken connection) into a
-    WorkerFailedError that says what happened and how to resume."""
-    try:
-        yield
-    except _WORKER_ERRORS as error:
-        if not _multi_worker(strategy):
-            raise
-        text = re.sub(r"\{\{[^}]*\}\}\s*", "", str(error.message))  # Drop "{{function_node ...}}" prefixes.
-        first = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
-        latest = checkpointer.latest()
-        raise WorkerFailedError(
-            f"a worker of the multi-worker job failed or became unreachable ({type(error).__name__}: {first[:300]}); "
-            f"this worker stopped too. The latest checkpoint is kept ({latest if latest else 'none written yet'}, "
-            f"run: {run_dir}): start the same command again on every machine to resume") from None
 
 
 @contextlib.contextmanager
@@ -312,7 +155,7 @@ def _fit(model, generator, optimizer, checkpointer, config: Config, run_dir, tra
          steps: int, verbose, strategy) -> RunState:
     """The loop shared by both phases: resume, fit with all callbacks, raise on divergence. Only the chief validates
     and writes; every worker trains."""
-    chief = is_chief(strategy)
+    chief = distribute.is_chief(strategy)
     per_epoch = config.train.validate_every
     state = RunState(steps_per_epoch=per_epoch)
     restored = checkpointer.restore()
@@ -412,9 +255,9 @@ def pretrain(config: Config, run_dir, train_data: TrainData | None = None, initi
         learning_rate: a rate or schedule; default ``train.learning_rate`` with ``train.pretrain_schedule``.
     """
     steps = config.train.pretrain_steps if steps is None else steps
-    strategy = make_strategy(config.train.strategy)  # First: a multi-worker strategy must precede any TF work.
+    strategy = distribute.make_strategy(config.train.strategy)  # First: a multi-worker strategy must precede any TF work.
     _check_batch(config, strategy)
-    run_dir = _prepare_run_dir(run_dir, config, is_chief(strategy))
+    run_dir = _prepare_run_dir(run_dir, config, distribute.is_chief(strategy))
     train_data = train_data or prepare_data(config)
     policy = resolve_precision(config.train.mixed_precision)
     initial_weights = _initial_weights(initial_generator)
@@ -433,146 +276,6 @@ def pretrain(config: Config, run_dir, train_data: TrainData | None = None, initi
         state = _fit(trainer, generator, optimizer, checkpointer, config, run_dir, train_data, steps, verbose,
                      strategy)
     return _result(run_dir, state, None)
-
-
-class _DistributedFit:
-    """Base of the two trainers, for ``fit`` under any ``tf.distribute`` strategy. Under ``MultiWorkerMirroredStrategy``
-    Keras 3.15's ``fit`` fails twice, and this works around both:
-
-    - it begins by averaging a sample batch across the replicas for a symbolic build, even with nothing left to build,
-      and that reduce fails ("Attempt to convert a value (PerReplica...)", keras-team/keras#20585). Here every layer
-      and optimizer is built before ``fit`` and no loss or metric is compiled, so the build is skipped, as ``fit``
-      does without a strategy;
-    - it averages the logged values across workers with ``reduce("MEAN", axis=0)``, which fails on scalars, so there
-      ``train_step`` returns each replica's mean with a leading axis of length 1; averaged over the replicas (equal
-      shares), they give the mean over the global batch.
-    """
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        return None
-
-    def _logs(self, trackers) -> dict:
-        logs = {tracker.name: tracker.result() for tracker in trackers}
-        if _multi_worker(tf.distribute.get_strategy()):
-            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
-        return logs
-
-
-class PixelTrainer(_DistributedFit, keras.Model):
-    """Phase 1: the generator trained with a pixel loss (a mean over the batch); ``fit`` drives ``train_step`` and logs
-    ``loss``. Under a multi-replica strategy each replica's loss is divided by the number of replicas, so the summed
-    gradients are those of the mean over the global batch."""
-
-    def __init__(self, generator, pixel_loss, **kwargs):
-        super().__init__(**kwargs)
-        self.generator = generator
-        self.pixel_loss = pixel_loss
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-
-    def call(self, inputs, training=False):
-        return self.generator(inputs, training=training)
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker]
-
-    def train_step(self, batch):
-        lr, hr = batch
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            sr = self.generator(lr, training=True)
-            loss = self.pixel_loss(hr, sr)
-            scaled = self.optimizer.scale_loss(loss / replicas)
-        variables = self.generator.trainable_variables
-        self.optimizer.apply(tape.gradient(scaled, variables), variables)
-        self.loss_tracker.update_state(loss)
-        return self._logs([self.loss_tracker])
-
-
-class SRGAN(_DistributedFit, keras.Model):
-    """Generator and discriminator trained together; ``fit`` drives ``train_step``.
-
-    Each step runs the generator once on the LR batch and the discriminator once on HR and once on SR, records both
-    losses on two tapes, then updates the discriminator and then the generator (the generator's gradient uses the
-    discriminator before its update, as in the SRGAN seeds).
-    """
-
-    def __init__(self, generator, discriminator, seed=0, **kwargs):
-        super().__init__(**kwargs)
-        self.generator = generator
-        self.discriminator = discriminator
-        # Seeds the gradient penalty's interpolation weights, so a WGAN-GP run is as reproducible as the others.
-        self.penalty_seed = keras.random.SeedGenerator(seed)
-        names = ["g_loss", "content_loss", "adversarial_loss", "pixel_loss", "d_loss", "d_loss_gp", "d_real_logit",
-                 "d_fake_logit"]
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
-
-    def call(self, inputs, training=False):
-        return self.generator(inputs, training=training)
-
-    def compile(self, g_optimizer, d_optimizer, generator_loss, adversarial, gradient_penalty_weight=0.0):
-        super().compile()
-        self.g_optimizer = g_optimizer
-        self.d_optimizer = d_optimizer
-        self.generator_loss = generator_loss
-        self.adversarial = adversarial
-        self.gradient_penalty_weight = float(gradient_penalty_weight)
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
-
-    def train_step(self, batch):
-        lr, hr = batch
-        # Per-replica losses are means over the local batch; gradients are summed across replicas, so scale them.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            sr = self.generator(lr, training=True)
-            real_logits = self.discriminator(hr, training=True)
-            fake_logits = self.discriminator(sr, training=True)
-            d_loss = self.adversarial.discriminator_loss(real_logits, fake_logits)
-            penalty = tf.constant(0.0)
-            if self.gradient_penalty_weight > 0:
-                penalty = losses_lib.gradient_penalty(self.discriminator, hr, tf.stop_gradient(sr),
-                                                      seed=self.penalty_seed)
-            d_total = d_loss + self.gradient_penalty_weight * penalty
-            g_terms = self.generator_loss(hr, sr, real_logits, fake_logits)
-            d_scaled = self.d_optimizer.scale_loss(d_total / replicas)
-            g_scaled = self.g_optimizer.scale_loss(g_terms["total"] / replicas)
-        d_vars = self.discriminator.trainable_variables
-        g_vars = self.generator.trainable_variables
-        self.d_optimizer.apply(d_tape.gradient(d_scaled, d_vars), d_vars)
-        self.g_optimizer.apply(g_tape.gradient(g_scaled, g_vars), g_vars)
-        values = {"g_loss": g_terms["total"], "content_loss": g_terms["content"],
-                  "adversarial_loss": g_terms["adversarial"], "pixel_loss": g_terms["pixel"], "d_loss": d_total,
-                  "d_loss_gp": penalty, "d_real_logit": tf.reduce_mean(tf.cast(real_logits, tf.float32)),
-                  "d_fake_logit": tf.reduce_mean(tf.cast(fake_logits, tf.float32))}
-        for name, value in values.items():
-            self.trackers[name].update_state(value)
-        return self._logs(self.trackers.values())
-
-
-_AUTO_VGG = {}
-
-
-def resolve_vgg_weights(weights):
-    """``"auto"``: the ImageNet weights when Keras has them cached or can download them, else random weights with a
-    warning (demo runs offline; their VGG-based results are then labelled "random VGG"). Decided once per process.
-    """
-    if weights != "auto":
-        return weights
-    if "auto" not in _AUTO_VGG:
-        from sr_lib.nets.models import make_vgg_features
-
-        try:
-            make_vgg_features("vgg22", weights="imagenet")
-            _AUTO_VGG["auto"] = "imagenet"
-        except RuntimeError as error:
-            warnings.warn(f"VGG19 ImageNet weights unavailable ({str(error).splitlines()[0]}); using RANDOM VGG "
-                          "weights. VGG-based results of this run are labelled 'random VGG' and are not perceptual "
-                          "results.", stacklevel=2)
-            _AUTO_VGG["auto"] = None
-    return _AUTO_VGG["auto"]
 
 
 def make_generator_loss(config: Config):
@@ -599,9 +302,9 @@ def train_gan(config: Config, run_dir, pretrained_generator, train_data: TrainDa
         # Same steps and learning-rate schedule as the GAN variants, so the comparison differs only in the loss.
         return pretrain(config, run_dir, train_data, initial_generator=pretrained_generator,
                         steps=config.train.gan_steps, verbose=verbose, learning_rate=_gan_schedule(config))
-    strategy = make_strategy(config.train.strategy)  # First: a multi-worker strategy must precede any TF work.
+    strategy = distribute.make_strategy(config.train.strategy)  # First: a multi-worker strategy must precede any TF work.
     _check_batch(config, strategy)
-    run_dir = _prepare_run_dir(run_dir, config, is_chief(strategy))
+    run_dir = _prepare_run_dir(run_dir, config, distribute.is_chief(strategy))
     train_data = train_data or prepare_data(config)
     policy = resolve_precision(config.train.mixed_precision)
     t, m, d = config.train, config.model, config.data
@@ -634,15 +337,4 @@ def train_gan(config: Config, run_dir, pretrained_generator, train_data: TrainDa
 
 def read_log(run_dir) -> list[dict]:
     """The rows of a run's ``log.csv`` (local or remote) as dicts of floats (empty if none yet)."""
-    path = storage.as_path(run_dir) / "log.csv"
-    if not path.is_file():
-        return []
-    return [{key: _to_float(value) for key, value in row.items()}
-            for row in csv.DictReader(io.StringIO(path.read_text(), newline=""))]
-
-
-def _to_float(value):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
+    return storage.read_log(storage.as_path(run_dir) / "log.csv")
