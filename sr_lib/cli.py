@@ -1,5 +1,5 @@
-"""Command line: ``python -m sr_lib {train,compare,evaluate} --help``. No logic of its own: it builds a config and
-calls training, experiment and evaluate.
+"""Command line: ``python -m sr_lib {train,compare,interpolate,evaluate,upscale,export,mos} --help``. No logic of
+its own: it builds a config and calls training, evaluation, inference and the MOS study.
 """
 
 from __future__ import annotations
@@ -211,6 +211,9 @@ def make_parser():
     export.add_argument("--config", help="training config.json to store (default: config.json beside the model)")
     export.add_argument("--metrics", help="log.csv or evaluation.json to store (default: log.csv beside the model)")
     export.set_defaults(func=cmd_export)
+    from sr_lib.mos.cli import add_parser as add_mos_parser
+
+    add_mos_parser(commands)
     parser.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log output")
     for command in commands.choices.values():
         command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,

@@ -1,0 +1,5 @@
+import sys
+
+from sr_lib.mos.cli import main
+
+sys.exit(main())
