@@ -1,6 +1,7 @@
 """A built wheel is complete, not only the editable install: every subpackage and data file, the CLI, and the
 shipped model loading with safe_mode=True from the installed package alone."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -11,8 +12,11 @@ SHIPPED = ROOT / "saved_models" / "srresnet_x4" / "srresnet_x4.keras"
 
 
 def test_wheel_installs_and_runs(tmp_path):
+    source = tmp_path / "source"  # A copy: setuptools builds in the source tree (build/, *.egg-info).
+    shutil.copytree(ROOT / "sr_lib", source / "sr_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", source)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True, cwd=tmp_path)
+                    str(tmp_path / "dist"), str(source)], check=True, capture_output=True, cwd=tmp_path)
     wheel = next((tmp_path / "dist").glob("sr_lib-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     packages = sorted({str(path.parent.relative_to(ROOT)) for path in (ROOT / "sr_lib").rglob("__init__.py")})
