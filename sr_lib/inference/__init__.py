@@ -1,5 +1,5 @@
 """Running a trained generator: ``upscaler`` (a .keras or SavedModel runner), ``tiling`` (receptive field and tiles),
-``upscale`` (the command), ``export`` (SavedModel, TFLite) and ``standalone`` (an export run without sr_lib)."""
+``upscale`` (the command), ``export`` (SavedModel, TFLite) and ``standalone`` (an export run without sr_lib), ``onnx`` (ONNX export and an onnxruntime runner)."""
 
 from sr_lib.inference import export, standalone, tiling, upscale, upscaler
 from sr_lib.inference.export import export_generator

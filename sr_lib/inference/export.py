@@ -1,6 +1,7 @@
 """Export a trained generator as a TensorFlow SavedModel (and optionally TFLite) that needs nothing from sr_lib.
 
     python -m sr_lib export --model runs/<run>/pretrain/generator_best_psnr_y.keras --out saved_models/NAME [--tflite]
+        [--onnx]
 
 The SavedModel (written with ``keras.export.ExportArchive``, always float32) has three endpoints, each also a
 signature for TF Serving:
@@ -14,6 +15,9 @@ signature for TF Serving:
 Show the metadata with ``cat OUT/assets.extra/sr_lib.json``, or from the SavedModel itself (no sr_lib needed):
 ``python -c "import sys, tensorflow as tf; print(tf.saved_model.load(sys.argv[1]).metadata().numpy().decode())" OUT``.
 ``saved_model_cli show --all --dir OUT`` lists the signatures.
+
+``--tflite`` adds ``model.tflite`` (:func:`convert_tflite`), ``--onnx`` ``model.onnx`` (uint8 -> uint8) and
+``model_float.onnx`` (float -> float), converted by tf2onnx (:func:`convert_onnx`, :mod:`sr_lib.inference.onnx`).
 
 MODEL and OUT may also be ``tf.io.gfile`` URLs (``--out gs://bucket/models/NAME``; see :mod:`sr_lib.core.storage`). A remote
 export is written to a local temporary folder first, then uploaded file by file with ``assets.extra/sr_lib.json`` and
@@ -35,6 +39,7 @@ import tensorflow as tf
 
 import sr_lib
 from sr_lib.core import ranges, storage
+from sr_lib.inference import onnx as sr_onnx
 from sr_lib.inference.upscaler import (FLOAT_ENDPOINT, IMAGE_SPEC, METADATA_ENDPOINT, METADATA_FILE, UINT8_ENDPOINT,
                               DynamicUpSampling2D, bicubic_by_phases, inference_model)
 from sr_lib.inference.tiling import receptive_field
@@ -50,6 +55,27 @@ class _BuiltinBicubicUpSampling2D(keras.layers.UpSampling2D):
 
     def call(self, inputs):
         return bicubic_by_phases(inputs, self.size)
+
+
+class _OnnxUpSampling2D(DynamicUpSampling2D):
+    """``UpSampling2D`` for the ONNX conversion: bicubic by :func:`sr_lib.inference.upscaler.bicubic_by_phases` at
+    every factor (no cubic ``Resize``, whose border handling runtimes need not match TensorFlow's), nearest as a
+    repeat (the same pixels for integer factors; tf2onnx would write a ``Resize`` with a mode deprecated since opset
+    13), and the channel count kept static: after a resize that loses it, Keras compiles the next convolution with
+    XLA, a function call tf2onnx cannot convert."""
+
+    def call(self, inputs):
+        if self.interpolation == "bicubic":
+            outputs = bicubic_by_phases(inputs, self.size)
+        elif self.interpolation == "nearest":
+            (fh, fw), shape = self.size, tf.shape(inputs)
+            tiled = tf.tile(inputs[:, :, None, :, None, :], [1, 1, fh, 1, fw, 1])
+            outputs = tf.reshape(tiled, tf.stack([shape[0], shape[1] * fh, shape[2] * fw, shape[3]]))
+        else:
+            outputs = super().call(inputs)
+        outputs.set_shape([None, None, None, inputs.shape[-1]])
+        return outputs
+
 
 def _read_text(path) -> str:
     path = storage.as_path(path)
@@ -200,14 +226,44 @@ def convert_tflite(model, out_file):
         Path(out_file).write_bytes(converter.convert())
 
 
-def _write_export(model, runtime, metadata: dict, folder: Path, tflite: bool):
+def convert_onnx(model, folder, metadata_text: str, scale: int):
+    """``FOLDER/model.onnx`` (the uint8 -> uint8 function of ``serving_default``) and ``FOLDER/model_float.onnx``
+    (``upscale_float``'s float32 [0, 1] -> [0, 1]), converted by tf2onnx from the float32 generator with
+    :class:`_OnnxUpSampling2D` resizes: see :mod:`sr_lib.inference.onnx`."""
+    runtime = inference_model(model, dict.fromkeys(("nearest", "bilinear", "bicubic"), _OnnxUpSampling2D))
+
+    @tf.function(input_signature=[tf.TensorSpec(IMAGE_SPEC, tf.uint8, name="images")])
+    def upscale_uint8(images):
+        return ranges.hr_to_uint8(runtime(ranges.uint8_to_unit_exact(images), training=False))
+
+    @tf.function(input_signature=[tf.TensorSpec(IMAGE_SPEC, tf.float32, name="images")])
+    def upscale_float(images):
+        return ranges.hr_to_unit(runtime(images, training=False))
+
+    with _quiet_saving():
+        sr_onnx.convert(upscale_uint8, Path(folder) / sr_onnx.ONNX_FILE, metadata_text, scale)
+        sr_onnx.convert(upscale_float, Path(folder) / sr_onnx.ONNX_FLOAT_FILE, metadata_text, scale)
+
+
+def _write_export(model, runtime, metadata: dict, folder: Path, tflite: bool, onnx_files: bool = False):
     _write_saved_model(runtime, metadata, folder)
     if tflite:
         convert_tflite(model, folder / TFLITE_FILE)
+    if onnx_files:
+        convert_onnx(model, folder, json.dumps(metadata, indent=2), metadata["scale"])
 
 
-def export_generator(model_path, out_dir, tflite=False, config_path=None, metrics_path=None) -> dict:
-    """Writes the SavedModel (and ``model.tflite``) of the generator in ``model_path`` into ``out_dir``.
+def _onnx_metadata() -> dict:
+    """What the metadata records of an ONNX export (checked first: tf2onnx and onnx must be installed)."""
+    tf2onnx = sr_onnx.require("tf2onnx", "export --onnx")
+    sr_onnx.require("onnx", "export --onnx")
+    return {"onnx": sr_onnx.ONNX_FILE, "onnx_float": sr_onnx.ONNX_FLOAT_FILE, "onnx_opset": sr_onnx.ONNX_OPSET,
+            "onnx_converter": f"tf2onnx {tf2onnx.__version__}"}
+
+
+def export_generator(model_path, out_dir, tflite=False, config_path=None, metrics_path=None, onnx=False) -> dict:
+    """Writes the SavedModel (and ``model.tflite``, and with ``onnx`` ``model.onnx`` and ``model_float.onnx``) of the
+    generator in ``model_path`` into ``out_dir``.
 
     ``model_path``, ``out_dir``, ``config_path`` and ``metrics_path`` may be local paths or ``tf.io.gfile`` URLs. A
     local folder is assembled beside ``out_dir`` and renamed into place, so a failed export leaves nothing behind. A
@@ -219,8 +275,10 @@ def export_generator(model_path, out_dir, tflite=False, config_path=None, metric
 
     Raises:
         ValueError: for a missing or unloadable model, unreadable config/metrics, or an ``out_dir`` that exists and
-            is not empty; OSError: naming the path, when a remote store cannot be read or written.
+            is not empty, or ``onnx`` without tf2onnx installed (:class:`sr_lib.inference.onnx.OptionalDependencyError`,
+            also an ImportError); OSError: naming the path, when a remote store cannot be read or written.
     """
+    extra = _onnx_metadata() if onnx else {}
     out_dir = storage.as_path(out_dir)
     with storage.gfile_errors(out_dir):
         taken = out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir()))
@@ -229,7 +287,7 @@ def export_generator(model_path, out_dir, tflite=False, config_path=None, metric
                          "--out")
     model = load_generator(model_path)
     runtime = inference_model(model)
-    metadata = build_metadata(model, runtime, model_path, config_path, metrics_path)
+    metadata = {**build_metadata(model, runtime, model_path, config_path, metrics_path), **extra}
     with storage.publish_folder(out_dir, last=(METADATA_FILE.as_posix(), SAVED_MODEL_FILE)) as staging:
-        _write_export(model, runtime, metadata, staging, tflite)
+        _write_export(model, runtime, metadata, staging, tflite, onnx_files=bool(extra))
     return metadata

@@ -1,4 +1,5 @@
-"""Running a trained generator on images: one interface over a ``.keras`` file and an exported SavedModel.
+"""Running a trained generator on images: one interface over a ``.keras`` file, an exported SavedModel and an
+exported ``.onnx`` file (through onnxruntime, an optional dependency: :mod:`sr_lib.inference.onnx`).
 
 :func:`load_upscaler` returns an :class:`Upscaler` with the generator's scale, its receptive field (for exact tiling)
 and two functions that accept any image size: ``uint8`` LR -> ``uint8`` SR (what ``upscale`` writes) and LR in
@@ -21,6 +22,7 @@ import tensorflow as tf
 from sr_lib.core import ranges, storage
 from sr_lib.nets.models import as_float32
 from sr_lib.nets.saving import load_generator, model_scale
+from sr_lib.inference.onnx import ONNX_FLOAT_FILE, OnnxModel, onnx_functions
 from sr_lib.inference.tiling import ReceptiveField, keys_cubic, receptive_field
 
 # Where an export keeps its description (TF Serving's folder for extra files; loaders ignore it).
@@ -240,13 +242,40 @@ def _saved_model_upscaler(path, label=None) -> Upscaler:
     return upscaler
 
 
+def _onnx_upscaler(path) -> Upscaler:
+    """A ``.onnx`` file (local or a URL) run by onnxruntime. ``export --onnx``'s ``model.onnx`` (uint8) is paired with
+    the ``model_float.onnx`` beside it for float inputs (``evaluate``). The scale and receptive field come from the
+    metadata stored in the model, else from the export's ``assets.extra/sr_lib.json`` beside it; without either, the
+    scale from a probe run and no receptive field (``upscale`` then runs whole images)."""
+    def load(file):
+        with storage.local_copy(file) as local:  # The session reads the file into memory.
+            return OnnxModel(local, label=file)
+
+    main = load(path)
+    sibling = path.with_name(path.stem + "_float.onnx") if path.name != ONNX_FLOAT_FILE else None
+    with storage.gfile_errors(path.parent):
+        has_float = main.dtype == np.uint8 and sibling is not None and sibling.is_file()
+        beside = path.parent / METADATA_FILE.as_posix()
+        text = main.metadata or (beside.read_text() if beside.is_file() else "")
+    try:
+        metadata = json.loads(text) if text else {}
+    except json.JSONDecodeError as error:
+        raise ValueError(f"unreadable export metadata of {path}: {error}") from None
+    rf = metadata.get("receptive_field")
+    scale = int(metadata["scale"]) if "scale" in metadata else main.probe_scale()
+    uint8_fn, hr_fn = onnx_functions(main, load(sibling) if has_float else None)
+    return Upscaler(path.name, scale, ReceptiveField.from_json(rf) if rf else None, uint8_fn, hr_fn, metadata)
+
+
 def load_upscaler(path) -> Upscaler:
-    """An :class:`Upscaler` from a ``.keras`` generator file or a SavedModel folder written by ``export``, local or at
-    a ``tf.io.gfile`` URL (``gs://...``; downloaded to a temporary folder, loaded, and the download removed).
+    """An :class:`Upscaler` from a ``.keras`` generator file, a SavedModel folder written by ``export`` or a ``.onnx``
+    file (:func:`_onnx_upscaler`), local or at a ``tf.io.gfile`` URL (``gs://...``; downloaded to a temporary folder,
+    loaded, and the download removed).
 
     Raises:
-        ValueError: naming the path, when it is missing or not a loadable generator; OSError: naming it, when its
-            store cannot be read (an unknown URL scheme, no permission).
+        ValueError: naming the path, when it is missing or not a loadable generator (also when onnxruntime, needed
+            for a ``.onnx`` file, is not installed: an ImportError too); OSError: naming it, when its store cannot be
+            read (an unknown URL scheme, no permission).
     """
     path = storage.as_path(path)
     with storage.gfile_errors(path):
@@ -260,4 +289,6 @@ def load_upscaler(path) -> Upscaler:
             return _saved_model_upscaler(local, label=path)
     if not exists:
         raise ValueError(f"model not found: {path}")
+    if path.suffix.lower() == ".onnx":
+        return _onnx_upscaler(path)
     return _keras_upscaler(path)
