@@ -1,5 +1,6 @@
-"""Running a trained generator: ``upscaler`` (a .keras or SavedModel runner), ``tiling`` (receptive field and tiles),
-``upscale`` (the command), ``export`` (SavedModel, TFLite) and ``standalone`` (an export run without sr_lib), ``onnx`` (ONNX export and an onnxruntime runner)."""
+"""Running a trained generator: ``upscaler`` (a .keras, SavedModel or .onnx runner), ``tiling`` (receptive field and
+tiles), ``upscale`` (the command), ``export`` (SavedModel, TFLite, ONNX), ``onnx`` (the ONNX conversion and its
+onnxruntime runner) and ``standalone`` (an export run without sr_lib)."""
 
 from sr_lib.inference import export, standalone, tiling, upscale, upscaler
 from sr_lib.inference.export import export_generator
