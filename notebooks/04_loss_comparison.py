@@ -11,18 +11,20 @@
 # # 04 · Phase 2: the adversarial losses side by side
 #
 # Every variant starts from the **same pretrained generator** and trains for the same steps on the same data and seed,
-# so the only difference is the loss: SRResNet-MSE (no discriminator, the control), the paper's SRGAN (VGG54 content
-# + the standard "modified" GAN loss), and the "Per-Pix" content loss (pixel MSE + VGG54) with five adversarial losses
-# taken from TF-GAN's `losses_impl` (modified, least-squares, Wasserstein with gradient penalty, relativistic, hinge).
+# so the only difference is the loss: SRResNet-MSE (no discriminator, the control), pixel MSE with each of five
+# adversarial losses taken from TF-GAN's `losses_impl` (modified — the paper's "SRGAN-MSE" —, least-squares,
+# Wasserstein with gradient penalty, relativistic, hinge; these need no VGG weights to mean something), the paper's
+# SRGAN (VGG54 content + "modified"), and the "Per-Pix" content loss (pixel MSE + VGG54) with the same five.
 # `experiment.run_comparison` trains them and writes the report; this notebook shows it: the PSNR-vs-step curves, the
-# table, an image grid, the discriminator's logits (is the GAN healthy or collapsing?) and the network-interpolation
-# sweep between SRResNet and a GAN generator.
+# table with PSNR/SSIM and NIQE (no reference, lower is better), the perception-distortion plane, an image grid, the
+# discriminator's logits (is the GAN healthy or collapsing?) and the network-interpolation sweep between SRResNet and a
+# GAN generator.
 
 # %% tags=["parameters"]
 PRESET = "srresnet"  # "srresnet": fine-tune the shipped architecture (paper's GAN schedule); "demo": CPU minutes.
 PRETRAINED = "../saved_models/srresnet_x4/srresnet_x4.keras"  # Start every variant here; None: run phase 1 first.
 DATA = "../data/DIV2K"  # Training images: a folder, the DIV2K layout, or None for the embedded photographs.
-VARIANTS = None  # Variant slugs to run (None: all seven), e.g. ["srresnet_mse", "perpix_modified"].
+VARIANTS = None  # Variant slugs (None: the default four, ["all"]: all twelve), e.g. ["srresnet_mse", "mse_hinge"].
 VGG_WEIGHTS = "auto"  # "imagenet", a local .h5 file, None (random: offline), or "auto" (ImageNet if obtainable).
 BENCHMARKS = ["../data/Set5/HR"]  # Evaluated whole after training (never trained or selected on).
 OUT_ROOT = "../runs/notebooks"
@@ -72,10 +74,30 @@ if report["random_vgg"]:
 # %%
 Image(report["curves"])
 
+# %% [markdown]
+# ## The table: distortion (PSNR/SSIM) and perception (NIQE)
+#
+# NIQE (Mittal et al. 2013) scores naturalness without a reference (lower is better), on Y with the same border as
+# PSNR. The HR row is the HR images' own NIQE, the perceptual target; its PSNR/SSIM are not measurements (—). NIQE
+# needs two 96×96 blocks per image, so small validation crops show — (the report's notes say so once).
+
 # %%
-columns = ["method"] + [key for key in report["rows"][0] if key.endswith("/psnr_y") or key.endswith("/ssim_y")] + [
+columns = ["method"] + [key for key in report["rows"][0] if key.endswith(("/psnr_y", "/ssim_y", "/niqe"))] + [
     "status", "d_real_logit", "d_fake_logit", "note"]
-Table(report["rows"], columns=columns, digits=3)
+for note in report["niqe_notes"]:
+    print(note)
+Table(report["rows"] + [report["hr_row"]], columns=columns, digits=3)
+
+# %% [markdown]
+# ## The perception-distortion plane
+#
+# Blau and Michaeli (CVPR 2018): no method can be best at both. PSNR-Y on x (right: less distortion), NIQE on y
+# (down: more natural); a point per variant, bicubic, the HR images' NIQE as a line (HR has no PSNR against itself),
+# and the network-interpolation sweep as a line through its α values. Adversarial losses are meant to move down and
+# to the left of SRResNet-MSE.
+
+# %%
+Image(report["perception_distortion"])
 
 # %% [markdown]
 # ## The same validation crop through every variant
@@ -111,7 +133,8 @@ if logits:
 if report["interpolation_plot"]:
     sweep = report["interpolation"]
     display(Image(report["interpolation_plot"]))
-    display(Table([{"alpha": alpha, **{f"{name} PSNR-Y": values[index] for name, values in sweep["psnr_y"].items()}}
+    display(Table([{"alpha": alpha, **{f"{name} {label}": sweep[key][name][index] for name in sweep["psnr_y"]
+                                       for key, label in (("psnr_y", "PSNR-Y"), ("niqe", "NIQE"))}}
                    for index, alpha in enumerate(sweep["alphas"])], digits=3))
 else:
     print("no sweep: it needs the SRResNet-MSE variant and at least one GAN variant")

@@ -79,6 +79,55 @@ def test_compare_writes_table_curves_and_grid(tmp_path, benchmark_folder, capsys
     assert fresh[1]["means"]["psnr_y"] == pytest.approx(direct.means["psnr_y"], abs=1e-4)
 
 
+@pytest.fixture(scope="module")
+def niqe_folder(tmp_path_factory):
+    """HR images NIQE can score at x4 (200 px: two 96-px blocks after the 4-px border)."""
+    folder = tmp_path_factory.mktemp("Set2", numbered=False) / "HR"
+    folder.mkdir()
+    Image.fromarray(skdata.astronaut()[100:300, 150:350]).save(folder / "astronaut.png")
+    Image.fromarray(skdata.coffee()[100:300, 200:400]).save(folder / "coffee.png")
+    return folder
+
+
+def test_evaluate_reports_niqe_for_every_method_and_an_hr_row(niqe_folder, tmp_path, capsys):
+    from sr_lib.config import get_preset
+    from sr_lib.evaluation import niqe as niqe_lib
+    from sr_lib.training.phases import build_generator
+
+    build_generator(get_preset("ci")).save(tmp_path / "g.keras")
+    assert main(["evaluate", "--model", str(tmp_path / "g.keras"), "--data", str(niqe_folder), "--out",
+                 str(tmp_path / "ev")]) == 0
+    printed = capsys.readouterr().out
+    entries = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert [(e["dataset"], e["method"]) for e in entries] == [("Set2", "bicubic"), ("Set2", "g.keras"), ("Set2", "HR")]
+    for entry in entries:
+        assert {"psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "color_shift", "niqe"} <= set(entry["means"])
+        assert [row["name"] for row in entry["per_image"]] == ["astronaut", "coffee"]
+        assert all(row["niqe"] > 0 for row in entry["per_image"])
+        assert entry["means"]["niqe"] == pytest.approx(np.mean([row["niqe"] for row in entry["per_image"]]))
+    hr = entries[2]
+    # HR against itself measures nothing: NaN, written as null.
+    assert all(hr["means"][key] is None for key in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "color_shift"))
+    assert hr["per_image"][0]["psnr_y"] is None
+    # The HR row is the images' own NIQE with the protocol's border; bicubic x4 scores worse (higher).
+    astronaut = np.asarray(Image.open(niqe_folder / "astronaut.png"))
+    assert hr["per_image"][0]["niqe"] == pytest.approx(niqe_lib.niqe(astronaut, border=4, gray="ycbcr"), abs=1e-9)
+    assert entries[0]["means"]["niqe"] > hr["means"]["niqe"]
+    header, rule, *lines = printed.split("\n")[:5]
+    assert header.split()[-1] == "niqe"
+    hr_line = next(line for line in lines if line.split()[1] == "HR")
+    assert hr_line.split()[2:7] == ["—"] * 5 and float(hr_line.split()[7]) == pytest.approx(hr["means"]["niqe"], abs=1e-4)
+
+    # --no-niqe: the same table without the column, and no HR row (it holds nothing else).
+    assert main(["evaluate", "--model", str(tmp_path / "g.keras"), "--data", str(niqe_folder), "--no-niqe", "--out",
+                 str(tmp_path / "fast")]) == 0
+    assert "niqe" not in capsys.readouterr().out.split("\n")[0]
+    fast = json.loads((tmp_path / "fast" / "evaluation.json").read_text())
+    assert [e["method"] for e in fast] == ["bicubic", "g.keras"]
+    assert all("niqe" not in e["means"] and all("niqe" not in row for row in e["per_image"]) for e in fast)
+    assert fast[1]["means"]["psnr_y"] == pytest.approx(entries[1]["means"]["psnr_y"], abs=1e-9)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "--preset", "ci", "--set", "data.scale=5"], "data.scale"),
     (["train", "--preset", "ci", "--set", "train.learnin_rate=1"], "train.learnin_rate"),

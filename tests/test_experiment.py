@@ -63,7 +63,7 @@ def _files(root) -> dict:
 
 
 REPORT_FILES = {"results.md", "results.csv", "results.json", "psnr_curves.png", "comparison_grid.png",
-                "interpolation.png"}
+                "interpolation.png", "perception_distortion.png"}
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +112,12 @@ def test_compare_writes_its_report_to_a_remote_folder(remote_comparison):
                for row in report["rows"])
     assert report["table"] == f"{out}/report/results.md" and report["grid"] == f"{out}/report/comparison_grid.png"
     assert report["interpolation"]["gan_variant"] == "Per-Pix + modified"
+    # NIQE: a column per set, NaN (null) where the images are too small for it (ci's crops, the 36x40 Set1 image),
+    # and the figure drawn anyway, saying why it has no NIQE.
+    assert all(row["validation/niqe"] is None and row["Set1/niqe"] is None for row in report["rows"])
+    assert report["hr_row"]["method"] == "HR" and report["hr_row"]["Set1/psnr_y"] is None
+    assert report["perception_distortion"] == f"{out}/report/perception_distortion.png"
+    assert len(report["niqe_notes"]) == 2 and "Set1: undefined for every image" in report["niqe_notes"][1]
     # The table printed is the one uploaded; the runs and the base config are in the remote folder too.
     assert files["report/results.md"].decode() in remote_comparison["stdout"]
     assert f"report: {out}/report" in remote_comparison["stdout"]

@@ -2,7 +2,10 @@
 
 HR is cropped to a multiple of the scale, LR is made from it by the same antialiased bicubic downsampling as training
 (``sr_lib.data.bicubic_downsample``), SR is rounded to uint8 as a saved image would be, and PSNR/SSIM are measured on
-Y (ITU-R BT.601) with ``scale`` border pixels removed, and on RGB with the same border.
+Y (ITU-R BT.601) with ``scale`` border pixels removed, and on RGB with the same border. With ``niqe=True`` the
+no-reference NIQE (:mod:`sr_lib.evaluation.niqe`, lower is better) of the same uint8 SR is measured too, on Y of YCbCr
+with the same border; the :data:`HR` "method" scores the HR images themselves (their PSNR/SSIM are NaN: not a
+measurement).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import tensorflow as tf
 
 from sr_lib.core import ranges, storage
 from sr_lib.nets.saving import load_generator, model_scale
-from sr_lib.evaluation import metrics
+from sr_lib.evaluation import metrics, niqe as niqe_lib
 from sr_lib.evaluation.tables import Table
 from sr_lib.data import bicubic_downsample, bicubic_upscale, find_images, load_images, png_bytes
 
@@ -25,6 +28,24 @@ METRIC_NAMES = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "color_shift")
 # color_shift (largest |per-channel mean of SR - HR|, grey levels) is summarised by its worst image, not its mean:
 # one cast image is a defect that an average would hide.
 _WORST_CASE = {"color_shift": np.max}
+NIQE = "niqe"  # The key of the NIQE column, present when an evaluation measured it.
+
+
+class _Reference:
+    """The type of :data:`HR`."""
+
+    def __repr__(self):
+        return "HR"
+
+
+# Pass as the generator to score the HR images themselves: NIQE of natural images, the perceptual reference point.
+HR = _Reference()
+
+
+def _nanmean(values):
+    """The mean of the defined values (NaN if none): an image NIQE cannot score is left out, not averaged as NaN."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.mean(values[~np.isnan(values)])) if np.any(~np.isnan(values)) else float("nan")
 
 
 @dataclass
@@ -37,7 +58,9 @@ class Evaluation:
 
     @property
     def means(self) -> dict:
-        return {key: float(_WORST_CASE.get(key, np.mean)([row[key] for row in self.per_image])) for key in METRIC_NAMES}
+        keys = METRIC_NAMES + ((NIQE,) if self.per_image and NIQE in self.per_image[0] else ())
+        summary = {**_WORST_CASE, NIQE: _nanmean}
+        return {key: float(summary.get(key, np.mean)([row[key] for row in self.per_image])) for key in keys}
 
     def gains_over(self, baseline: "Evaluation", metric="psnr_y") -> dict:
         """Image name -> this method's ``metric`` minus ``baseline``'s on that image (e.g. the PSNR-Y gain over
@@ -79,13 +102,35 @@ def _measure(hr_unit, sr_unit, scale):
             "color_shift": metrics.color_shift(hr_unit, sr_unit, crop_border=scale)}
 
 
+def niqe_defined(shape, scale: int) -> bool:
+    """Whether NIQE can score an HR image of ``shape`` (H, W, ...): it needs two whole 96x96 blocks once the image is
+    cropped to a multiple of ``scale`` and a ``scale``-pixel border is removed."""
+    height, width = (side // scale * scale - 2 * scale for side in shape[:2])
+    return height > 0 and width > 0 and (height // niqe_lib.BLOCK) * (width // niqe_lib.BLOCK) >= 2
+
+
+def _niqe_scores(images_uint8, names, scale: int, where) -> list:
+    """NIQE (Y of YCbCr, ``scale``-pixel border) of each uint8 image; NaN for those too small, with one NIQESkip
+    warning naming them. The warning's text is the same for every method of a set, so Python shows it once."""
+    too_small = [index for index, image in enumerate(images_uint8) if not niqe_defined(np.shape(image), scale)]
+    if too_small:
+        listing = "".join(f"\n  {names[i]}: {np.shape(images_uint8[i])[0]}x{np.shape(images_uint8[i])[1]} px"
+                          for i in too_small)
+        warnings.warn(f"{where}: NIQE is undefined (NaN) for {len(too_small)} of {len(images_uint8)} image(s) with "
+                      f"fewer than two {niqe_lib.BLOCK}x{niqe_lib.BLOCK} blocks after the {scale}-px border:{listing}",
+                      niqe_lib.NIQESkip, stacklevel=3)
+    return [float("nan") if index in too_small else
+            niqe_lib.niqe(np.asarray(image), border=scale, gray="ycbcr", name=f"{where}/{names[index]}")
+            for index, image in enumerate(images_uint8)]
+
+
 def load_model(path):
-    """A generator to evaluate: a ``.keras`` file (:func:`load_generator`) or a SavedModel folder written by
-    ``python -m sr_lib export`` (an :class:`sr_lib.inference.upscaler.Upscaler`, called like the Keras generator); either may be
-    a ``tf.io.gfile`` URL."""
+    """A generator to evaluate: a ``.keras`` file (:func:`load_generator`), or a SavedModel folder or ``.onnx`` file
+    written by ``python -m sr_lib export`` (an :class:`sr_lib.inference.upscaler.Upscaler`, called like the Keras
+    generator; ``.onnx`` runs in onnxruntime, an optional dependency); any may be a ``tf.io.gfile`` URL."""
     with storage.gfile_errors(path):
         is_dir = storage.as_path(path).is_dir()
-    if is_dir:
+    if is_dir or storage.as_path(path).suffix.lower() == ".onnx":
         from sr_lib.inference.upscaler import load_upscaler
 
         return load_upscaler(path)
@@ -154,8 +199,9 @@ def super_resolve(generator, lr_unit) -> tf.Tensor:
 
 
 def evaluate_images(images, scale: int, generator=None, method="bicubic", dataset="", names=None,
-                    save_dir=None, where=None) -> Evaluation:
-    """Metrics of ``generator`` (or bicubic upscaling when None) on a list of HR uint8 images.
+                    save_dir=None, where=None, niqe=False) -> Evaluation:
+    """Metrics of ``generator`` (or bicubic upscaling when None, or the HR images themselves for :data:`HR`) on a list
+    of HR uint8 images.
 
     Images too small for the protocol (see :func:`min_image_size`) are skipped with one warning that lists them.
 
@@ -163,12 +209,13 @@ def evaluate_images(images, scale: int, generator=None, method="bicubic", datase
         images: HR images, uint8 (H, W, 3), any sizes.
         scale: the upscaling factor; also the border removed before measuring.
         generator: a Keras generator taking LR in [0, 1] (or an :class:`sr_lib.inference.upscaler.Upscaler`); None evaluates
-            bicubic upscaling.
+            bicubic upscaling; :data:`HR` scores the HR images (NIQE only; the other metrics are NaN).
         method, dataset: labels for the table.
         names: optional image names for the per-image rows.
         save_dir: when given, each SR image is written there as ``<name>.png`` (uint8, as measured); a local
-            folder or a ``tf.io.gfile`` URL.
-        where: how the warning names the image set (default: ``dataset``).
+            folder or a ``tf.io.gfile`` URL. Not used for :data:`HR`.
+        where: how the warnings name the image set (default: ``dataset``).
+        niqe: also measure NIQE (the ``niqe`` key); images too small for it get NaN and one NIQESkip warning.
 
     Raises:
         ValueError: when no image is large enough.
@@ -185,40 +232,61 @@ def evaluate_images(images, scale: int, generator=None, method="bicubic", datase
         warnings.warn(f"{where or dataset or 'evaluation'}: skipping {len(small)} of {len(images)} image(s) smaller "
                       f"than {need}x{need} px (x{scale} with the {metrics.SSIM_WINDOW}x{metrics.SSIM_WINDOW} SSIM "
                       f"window after a {scale}-px border):{listing}", stacklevel=2)
-    if save_dir is not None:
+    reference = generator is HR
+    if save_dir is not None and not reference:
         save_dir = storage.as_path(save_dir)
         with storage.gfile_errors(save_dir):
             save_dir.mkdir(parents=True, exist_ok=True)
+    measured = []
     for index, image in enumerate(images):
         if index in small:
             continue
-        hr_unit, lr_unit = make_lr(np.asarray(image), scale)
-        if generator is None:
-            sr_uint8 = ranges.unit_to_uint8(bicubic_upscale(lr_unit, scale))
+        if reference:
+            height, width = (np.asarray(image).shape[0] // scale) * scale, (np.asarray(image).shape[1] // scale) * scale
+            sr_uint8 = np.asarray(image)[:height, :width]  # The HR the other methods are measured against.
+            values = dict.fromkeys(METRIC_NAMES, float("nan"))  # HR against itself measures nothing.
         else:
-            sr_uint8 = super_resolve(generator, lr_unit)
-        if save_dir is not None:
-            storage.write_bytes(save_dir / f"{names[index]}.png", png_bytes(sr_uint8))
-        values = _measure(hr_unit, ranges.uint8_to_unit(sr_uint8), scale)
+            hr_unit, lr_unit = make_lr(np.asarray(image), scale)
+            if generator is None:
+                sr_uint8 = ranges.unit_to_uint8(bicubic_upscale(lr_unit, scale))
+            else:
+                sr_uint8 = super_resolve(generator, lr_unit)
+            if save_dir is not None:
+                storage.write_bytes(save_dir / f"{names[index]}.png", png_bytes(sr_uint8))
+            values = _measure(hr_unit, ranges.uint8_to_unit(sr_uint8), scale)
+        if niqe:
+            measured.append(np.asarray(sr_uint8))
         result.per_image.append({"index": index, "name": names[index],
                                  **{key: float(value) for key, value in values.items()}})
+    if niqe:
+        scores = _niqe_scores(measured, [row["name"] for row in result.per_image], scale, where or dataset or method)
+        for row, score in zip(result.per_image, scores):
+            row[NIQE] = score
     return result
 
 
 def evaluate_arrays(lr_unit, hr, scale: int, generator=None, method="bicubic", dataset="validation",
-                    batch_size=8) -> Evaluation:
-    """Metrics on prepared (LR in [0, 1], HR in [-1, 1]) batches such as a run's fixed validation crops."""
+                    batch_size=8, niqe=False) -> Evaluation:
+    """Metrics on prepared (LR in [0, 1], HR in [-1, 1]) batches such as a run's fixed validation crops; ``generator``
+    and ``niqe`` as for :func:`evaluate_images`."""
     result = Evaluation(method, dataset)
     hr_unit = ranges.hr_to_unit(hr)
-    if generator is None:
-        sr_uint8 = ranges.unit_to_uint8(bicubic_upscale(lr_unit, scale))
+    if generator is HR:
+        sr_uint8 = ranges.hr_to_uint8(hr)
+        values = {key: np.full(len(hr_unit), np.nan) for key in METRIC_NAMES}
     else:
-        sr_uint8 = ranges.hr_to_uint8(predict(generator, lr_unit, batch_size))
-    values = _measure(hr_unit, ranges.uint8_to_unit(sr_uint8), scale)
-    values = {key: np.atleast_1d(np.asarray(value, dtype=np.float64)) for key, value in values.items()}
+        if generator is None:
+            sr_uint8 = ranges.unit_to_uint8(bicubic_upscale(lr_unit, scale))
+        else:
+            sr_uint8 = ranges.hr_to_uint8(predict(generator, lr_unit, batch_size))
+        values = _measure(hr_unit, ranges.uint8_to_unit(sr_uint8), scale)
+        values = {key: np.atleast_1d(np.asarray(value, dtype=np.float64)) for key, value in values.items()}
+    names = [str(index) for index in range(len(hr_unit))]
+    scores = _niqe_scores(list(np.asarray(sr_uint8)), names, scale, dataset) if niqe else None
     for index in range(len(hr_unit)):
-        result.per_image.append({"index": index, "name": str(index),
-                                 **{key: float(values[key][index]) for key in METRIC_NAMES}})
+        result.per_image.append({"index": index, "name": names[index],
+                                 **{key: float(values[key][index]) for key in METRIC_NAMES},
+                                 **({NIQE: scores[index]} if niqe else {})})
     return result
 
 
@@ -240,10 +308,15 @@ def comparison_rows(lr_unit, hr, scale: int, named_generators) -> list:
             + [("HR", hr_uint8[i])] for i in range(len(lr_uint8))]
 
 
-def evaluate_folders(folders, models, scale: int, out, save_images=False) -> list:
+def evaluate_folders(folders, models, scale: int, out, save_images=False, niqe=True) -> list:
     """``python -m sr_lib evaluate``: bicubic and every ``(label, model)`` on every folder of HR images, written to
     ``out/evaluation.json`` (and, with ``save_images``, every SR image under ``out/images/<dataset>/<method>/``).
-    ``out`` may be a URL. Returns the Evaluations."""
+    ``out`` may be a URL. Returns the Evaluations.
+
+    With ``niqe`` every method also gets NIQE, and each folder ends with an ``HR`` entry: the HR images' own NIQE
+    (its PSNR/SSIM are NaN, null in the file). A folder none of whose images NIQE can score gets no HR entry: it would
+    hold only NaN.
+    """
     from tqdm import tqdm
 
     from sr_lib.core import storage
@@ -254,17 +327,29 @@ def evaluate_folders(folders, models, scale: int, out, save_images=False) -> lis
     results = []
     for folder in tqdm(folders, desc="datasets", disable=len(folders) < 2):
         names, images = load_benchmark(folder)
-        for method, model in [("bicubic", None)] + list(models):
-            save_dir = (out / "images" / benchmark_name(folder) / method.replace("/", "__") if save_images else None)
-            results.append(evaluate_images(images, scale, model, method, benchmark_name(folder), names,
-                                           save_dir=save_dir, where=folder))
-    payload = [{"dataset": e.dataset, "method": e.method, "means": e.means, "per_image": e.per_image}
-               for e in results]
+        # One call site for every method: Python then shows each (identical) size warning once per folder.
+        for method, model in [("bicubic", None)] + list(models) + ([("HR", HR)] if niqe else []):
+            save_dir = (out / "images" / benchmark_name(folder) / method.replace("/", "__")
+                        if save_images and model is not HR else None)
+            evaluation = evaluate_images(images, scale, model, method, benchmark_name(folder), names,
+                                         save_dir=save_dir, where=folder, niqe=niqe)
+            if model is not HR or np.isfinite(evaluation.means[NIQE]):
+                results.append(evaluation)
+    # NaN (the HR row's PSNR/SSIM, NIQE of an image too small for it) is written as null: valid JSON for any reader.
+    payload = [{"dataset": e.dataset, "method": e.method, "means": _nan_to_none(e.means),
+                "per_image": [_nan_to_none(row) for row in e.per_image]} for e in results]
     with storage.gfile_errors(out / "evaluation.json"):
         storage.write_text(out / "evaluation.json", json.dumps(payload, indent=2) + "\n")
     return results
 
 
+def _nan_to_none(row: dict) -> dict:
+    return {key: None if isinstance(value, float) and np.isnan(value) else value for key, value in row.items()}
+
+
 def evaluation_table(entries) -> Table:
-    """The means of ``evaluation.json`` entries as one :class:`~sr_lib.evaluation.tables.Table`."""
-    return Table([{"dataset": e["dataset"], "method": e["method"], **e["means"]} for e in entries], digits=4)
+    """The means of ``evaluation.json`` entries as one :class:`~sr_lib.evaluation.tables.Table` (null, e.g. the HR
+    row's PSNR, reads as NaN and shows as "—")."""
+    rows = [{"dataset": e["dataset"], "method": e["method"],
+             **{key: float("nan") if value is None else value for key, value in e["means"].items()}} for e in entries]
+    return Table(rows, digits=4)

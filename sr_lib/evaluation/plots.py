@@ -1,4 +1,5 @@
-"""Figures for notebooks and reports: PSNR curves and side-by-side image grids, saved as PNG files.
+"""Figures for notebooks and reports: PSNR curves, the perception-distortion plane and side-by-side image grids, saved
+as PNG files.
 
 Figures are drawn on matplotlib's Agg canvas directly (not through ``pyplot``), so they work on headless machines,
 never open windows, and leave the notebook's pyplot state alone. Every function creates the parent folder of `path`
@@ -67,6 +68,77 @@ def plot_psnr_curves(curves, path, baseline=None, title=None, ylabel="PSNR-Y (dB
     axes.grid(True, alpha=0.3)
     axes.legend()
     return _save(figure, path, dpi)
+
+
+def _pair(value, what):
+    """(x, y) as floats, or a ValueError naming ``what``."""
+    try:
+        x, y = value
+        return float(x), float(y)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a (PSNR-Y, NIQE) pair of numbers, got {value!r}") from None
+
+
+def perception_distortion_figure(points, bicubic=None, hr_niqe=None, sweep=None, title=None, note=None) -> Figure:
+    """The perception-distortion plane (Blau and Michaeli, CVPR 2018) as a Figure: PSNR-Y on x, NIQE on y.
+
+    Each entry of ``points`` is one scatter artist labelled with its name, whose offsets are its point, so the plotted
+    values can be read back from ``figure.axes[0].collections``.
+
+    Args:
+        points: Non-empty dict of name -> (PSNR-Y, NIQE), one marker each (NaN: listed in the legend, not drawn).
+        bicubic: Optional (PSNR-Y, NIQE) reference point.
+        hr_niqe: Optional NIQE of the HR images: a horizontal line (HR has no PSNR against itself).
+        sweep: Optional (label, alphas, PSNR-Y values, NIQE values): a line through the network-interpolation blends.
+        title: Optional figure title.
+        note: Optional text written inside the axes, e.g. why NIQE is undefined.
+    """
+    if not points:
+        raise ValueError("perception_distortion_figure needs at least one point, got none")
+    figure = Figure(figsize=(7, 5))
+    axes = figure.add_subplot()
+    if sweep is not None:
+        try:
+            label, alphas, psnrs, niqes = sweep
+            alphas, psnrs, niqes = (np.asarray(part, dtype=float).ravel() for part in (alphas, psnrs, niqes))
+        except (TypeError, ValueError):
+            raise ValueError("sweep must be (label, alphas, PSNR-Y values, NIQE values)") from None
+        if not len(alphas) == len(psnrs) == len(niqes):
+            raise ValueError(f"sweep has {len(alphas)} alphas, {len(psnrs)} PSNR-Y and {len(niqes)} NIQE values")
+        axes.plot(psnrs, niqes, color="gray", linewidth=1, marker=".", label=str(label), zorder=1)
+        # Only the two ends are named: the blends of a short run sit within a few pixels of each other.
+        for index in sorted({0, len(alphas) - 1}) if len(alphas) else ():
+            if np.isfinite(psnrs[index]) and np.isfinite(niqes[index]):
+                axes.annotate(f"α={alphas[index]:g}", (psnrs[index], niqes[index]), textcoords="offset points",
+                              xytext=(4, 4), fontsize=7, color="gray")
+    for name, point in points.items():
+        x, y = _pair(point, f"point {name!r}")
+        axes.scatter([x], [y], s=50, label=str(name), zorder=3)
+    if bicubic is not None:
+        x, y = _pair(bicubic, "bicubic")
+        axes.scatter([x], [y], s=50, marker="s", color="black", label="bicubic", zorder=3)
+    if hr_niqe is not None and np.isfinite(float(hr_niqe)):
+        axes.axhline(float(hr_niqe), color="black", linestyle=":", label="HR (natural images; no PSNR)")
+        # Labelled at the right edge too, where a point of infinite PSNR would sit.
+        axes.annotate("HR", (1.0, float(hr_niqe)), xycoords=("axes fraction", "data"), xytext=(-4, 3),
+                      textcoords="offset points", ha="right", fontsize=8)
+    if note:
+        axes.text(0.5, 0.5, "\n".join(textwrap.wrap(str(note), 60)), transform=axes.transAxes, ha="center",
+                  va="center", fontsize=9, color="dimgray")
+    axes.margins(x=0.08, y=0.08)  # Room for the labels of points at the edges.
+    axes.set_xlabel("PSNR-Y (dB), higher = less distortion")
+    axes.set_ylabel("NIQE, lower = better (more natural)")
+    if title:
+        axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8)
+    return figure
+
+
+def plot_perception_distortion(points, path, bicubic=None, hr_niqe=None, sweep=None, title=None, note=None,
+                               dpi=100):
+    """Saves :func:`perception_distortion_figure` (same arguments) as a PNG and returns `path` as a string."""
+    return _save(perception_distortion_figure(points, bicubic, hr_niqe, sweep, title, note), path, dpi)
 
 
 def plot_logit_curves(runs, path, title=None, dpi=100):
