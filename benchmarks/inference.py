@@ -1,14 +1,29 @@
-"""Inference benchmark: HR megapixels per second of the paper-size generator (16 blocks, 64 channels, x4; random
-weights, which do not change the speed), whole-image and tiled, float32 and mixed precision, and the peak memory
-(RSS) of `python -m sr_lib upscale` on a 2000x1500 photo.
+"""Inference benchmark, side by side on this machine: HR megapixels per second of the shipped SRResNet-16 x4 on a
+2000x1500 HR photo (its 500x375 LR), uint8 in and out, for each engine `upscale` could use, and how far each is from
+this machine's own matrix-product peak.
 
     python benchmarks/inference.py --out benchmarks/inference.json      (part of `make bench`)
 
-Each configuration runs in its own process, because oneDNN can only be switched (TF_ENABLE_ONEDNN_OPTS) before
-TensorFlow starts: `upscale` runs with it off, which makes tiles bit-identical to the whole image (sr_lib.inference.tiling); the
-table also shows what oneDNN would give. Throughput is uint8 LR in, uint8 SR out, timed after one warm-up run (which
-traces the function), the best of ``--repeats`` runs; wall-clock and CPU time (all threads) are both recorded, the
-latter being what a machine shared with other jobs can still compare.
+Rows (each printed as it finishes):
+
+- TensorFlow with oneDNN's kernels (``TF_ENABLE_ONEDNN_OPTS=1``, TensorFlow's default on x86 Linux): float32 and
+  mixed_bfloat16 whole image; bf16 only where it is native (``sr_lib.inference.upscale.native_bf16``; elsewhere a
+  "skipped: bf16 emulated" row);
+- the `upscale` default: the precision it picks (bf16 where native, else float32), tiled at its default tile and
+  context;
+- TensorFlow float32 with Eigen's kernels (``TF_ENABLE_ONEDNN_OPTS=0``), whole image;
+- ONNX Runtime (CPU provider) on the same network: ``export_generator(..., onnx=True)``'s ``model.onnx`` through
+  ``load_upscaler``, as `upscale --model model.onnx` runs it (float32, tiled at its default tile and context; a
+  whole 2000x1500 image took 8.6 GiB there).
+
+Each configuration group runs in its own process (oneDNN is switched when TensorFlow starts), and the tiled default in
+a process of its own, so that its peak RSS is what `upscale` needs at the default tile. Times are the best of up to
+``--repeats`` runs after a warm-up (one run when a run takes over ``--long-run`` seconds, to bound the time on slow
+CPUs); CPU seconds (all threads) are recorded too, what a machine shared with other jobs can still compare.
+
+Peak: a ``--matmul``-sized square ``tf.linalg.matmul``, float32 and (where native) bfloat16, timed in the oneDNN
+process. The network's FLOPs per HR pixel count its convolutions' multiply-adds (2 FLOPs each; elementwise layers and
+the resized residual branch are left out), so "% of peak" is a lower bound of the arithmetic rate.
 """
 
 from __future__ import annotations
@@ -22,142 +37,271 @@ import tempfile
 import time
 from pathlib import Path
 
-PHOTO = (1500, 2000)  # (height, width) of the LR photo whose upscaling's peak RSS is measured.
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "saved_models" / "srresnet_x4" / "srresnet_x4.keras"
+PHOTO = (1500, 2000)  # (height, width) of the LR photo of the optional `upscale` command run (--upscale-photo).
 
 
-def _worker(spec: dict) -> dict:
-    """One throughput measurement, in this (fresh) process."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
+def _emit(kind: str, **data):
+    """One result line of a worker (read by the parent as it arrives)."""
+    print(json.dumps({"kind": kind, **data}), flush=True)
 
-    from sr_lib.core import ranges
-    from sr_lib.inference.upscaler import load_upscaler
-    from sr_lib.nets.models import make_generator
-    from sr_lib.inference.tiling import upscale_tiled
 
-    keras.utils.set_random_seed(0)
-    height, width = spec["size"]
-    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    if spec["precision"] == "float32":  # Exactly what `upscale` runs: the .keras file's float32 inference copy.
-        with tempfile.TemporaryDirectory() as folder:
-            make_generator(num_blocks=spec["blocks"], channels=spec["channels"], scale=4).save(f"{folder}/g.keras")
-            upscaler = load_upscaler(f"{folder}/g.keras")
-        run, field = upscaler.upscale_uint8, upscaler.field
-        tile = field.default_tile() if spec["tile"] == "default" else spec["tile"]
-    else:
-        keras.mixed_precision.set_global_policy(spec["precision"])
-        model = make_generator(num_blocks=spec["blocks"], channels=spec["channels"], scale=4)
-
-        @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8)])
-        def run(images):
-            return ranges.hr_to_uint8(model(ranges.uint8_to_unit_exact(images), training=False))
-
-        field, tile = None, 0
-    upscale_tiled(run, image, field, tile)  # Warm-up: traces the function.
+def _best(function, repeats: int, long_run: float):
+    """(seconds, cpu_seconds): the fastest of up to ``repeats`` runs after a warm-up (one when a run is long)."""
+    function()  # Warm-up: traces the function, creates the kernels' primitives for these shapes.
     times, cpu = [], []
-    for _ in range(spec["repeats"]):
+    for _ in range(repeats):
         start, start_cpu = time.perf_counter(), time.process_time()
-        upscale_tiled(run, image, field, tile)
+        function()
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
-    megapixels = height * width * 16 / 1e6
-    return {"seconds": min(times), "cpu_seconds": min(cpu), "hr_megapixels": megapixels, "tile": tile,
-            "hr_megapixels_per_second": megapixels / min(times), "hr_megapixels_per_cpu_second": megapixels / min(cpu)}
+        if times[-1] > long_run:
+            break
+    return min(times), min(cpu), len(times)
 
 
-def _run_worker(spec: dict, onednn: bool) -> dict:
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"}
-    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
-                          capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"benchmark worker {spec} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def matmul_peak(dtype: str, n: int, repeats: int = 5) -> float:
+    """GFLOP/s of an ``n x n`` by ``n x n`` ``tf.linalg.matmul`` in ``dtype`` (the best of ``repeats``)."""
+    import tensorflow as tf
+
+    a = tf.cast(tf.random.stateless_uniform((n, n), (1, 2)), dtype)
+    b = tf.cast(tf.random.stateless_uniform((n, n), (3, 4)), dtype)
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.cast(tf.linalg.matmul(x, y)[:1, :1], tf.float32)))
+    matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
 
 
-def _peak_rss_of_upscale(blocks, channels, tile) -> dict:
-    """Runs `python -m sr_lib upscale` on a 2000x1500 photo (the embedded astronaut, resized) and returns its wall
-    time and peak RSS (``wait4`` on that process alone)."""
+def conv_flops_per_hr_pixel(model, scale: int) -> float:
+    """2 x the multiply-adds of every convolution per HR output pixel (each at its own resolution)."""
+    import keras
+    import numpy as np
+
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    probe = keras.Model(model.inputs, [layer.output for layer in convs])
+    outputs = probe([np.zeros((1, 8, 8, 3), np.float32)])
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    per_lr_pixel = 0.0
+    for layer, output in zip(convs, outputs):
+        factor = output.shape[1] / 8
+        kh, kw = layer.kernel_size
+        per_lr_pixel += 2 * kh * kw * layer.kernel.shape[2] * layer.filters * factor**2
+    return per_lr_pixel / scale**2
+
+
+def _onnx_upscaler(model_path, folder):
+    """The ONNX Runtime upscaler of the same network, or (None, reason).
+
+    ONNX HOOK: needs ``export_generator(..., onnx=True)`` (sr_lib.inference.export) and ``load_upscaler`` of a
+    ``.onnx`` file (sr_lib.inference.upscaler), with tf2onnx and onnxruntime installed."""
+    from sr_lib.inference.export import export_generator
+    from sr_lib.inference.upscaler import load_upscaler
+
+    start = time.perf_counter()
+    try:
+        export_generator(model_path, Path(folder) / "export", onnx=True)
+        upscaler = load_upscaler(Path(folder) / "export" / "model.onnx")
+    except (TypeError, ImportError, ValueError) as error:
+        return None, f"skipped: no ONNX export here ({str(error).splitlines()[0][:200]})", 0.0
+    return upscaler, None, time.perf_counter() - start
+
+
+def _worker(spec: dict):
+    """Runs one group of configurations in this (fresh) process, emitting a line per result."""
+    import resource
+
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from sr_lib.inference.tiling import upscale_tiled
+    from sr_lib.inference.upscale import native_bf16, resolve_context, resolve_precision, resolve_tile, with_precision
+    from sr_lib.inference.upscaler import load_upscaler
+    from tile_context import lr_uint8, photo_hr
+
+    upscaler = load_upscaler(spec["model"])
+    image = lr_uint8(photo_hr(), upscaler.scale)
+    megapixels = image.shape[0] * image.shape[1] * upscaler.scale**2 / 1e6
+    if spec.get("peaks"):
+        _emit("flops", flops_per_hr_pixel=conv_flops_per_hr_pixel(upscaler.model, upscaler.scale))
+        _emit("peak", precision="float32", gflops=matmul_peak("float32", spec["matmul"]))
+        if native_bf16():
+            _emit("peak", precision="bfloat16", gflops=matmul_peak("bfloat16", spec["matmul"]))
+    with tempfile.TemporaryDirectory() as folder:
+        for config in spec["configs"]:
+            row = dict(config)
+            run, engine_upscaler = upscaler.upscale_uint8, upscaler
+            if config["engine"] == "onnxruntime":
+                engine_upscaler, skipped, export_seconds = _onnx_upscaler(spec["model"], folder)
+                if skipped:
+                    _emit("row", **row, skipped=skipped)
+                    continue
+                run, row["export_seconds"] = engine_upscaler.upscale_uint8, export_seconds
+            else:
+                row["precision"] = resolve_precision(upscaler, config["precision"])  # "auto": as `upscale` picks.
+                if row["precision"] == "mixed_bfloat16":
+                    if not native_bf16():
+                        _emit("row", **row, skipped="skipped: bf16 emulated on this CPU (no native bf16 in oneDNN)")
+                        continue
+                    run = with_precision(upscaler, "mixed_bfloat16").upscale_uint8
+            context = resolve_context(engine_upscaler, None, row["precision"]) if config["tile"] else None
+            tile = (resolve_tile(engine_upscaler, None, context, row["precision"]) if config["tile"] == "default"
+                    else config["tile"])
+            seconds, cpu, runs = _best(lambda: upscale_tiled(run, image, engine_upscaler.field, tile, context=context),
+                                       spec["repeats"], spec["long_run"])
+            row.update(tile=tile, context=context)
+            _emit("row", **row, seconds=seconds, cpu_seconds=cpu, timed_runs=runs,
+                  hr_megapixels=megapixels, hr_megapixels_per_second=megapixels / seconds,
+                  hr_megapixels_per_cpu_second=megapixels / cpu,
+                  peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def _run_worker(spec: dict, onednn: bool, on_line):
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    for line in process.stdout:
+        if line.startswith("{"):
+            on_line(json.loads(line))
+    stderr = process.stderr.read()
+    if process.wait() != 0:
+        raise RuntimeError(f"benchmark worker {spec['configs']} failed:\n{stderr[-3000:]}")
+
+
+def _peak_rss_of_upscale(model, tile) -> dict:
+    """Runs `python -m sr_lib upscale` on a 2000x1500 LR photo (an 8000x6000 output; the embedded astronaut,
+    resized) and returns its wall time and peak RSS (``wait4`` on that process alone)."""
     from PIL import Image
 
     from sr_lib.data import default_images
-    from sr_lib.nets.models import make_generator
 
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        make_generator(num_blocks=blocks, channels=channels, scale=4).save(folder / "g.keras")
         photo = Image.fromarray(default_images("train")[0]).resize((PHOTO[1], PHOTO[0]), Image.Resampling.BICUBIC)
         photo.save(folder / "photo.png")
-        command = [sys.executable, "-m", "sr_lib", "upscale", "--model", str(folder / "g.keras"),
-                   str(folder / "photo.png"), "--out", str(folder / "out"), "--no-progress"]
-        if tile is not None:
-            command += ["--tile", str(tile)]
+        command = [sys.executable, "-m", "sr_lib", "upscale", "--model", str(model), str(folder / "photo.png"),
+                   "--out", str(folder / "out"), "--no-progress"] + (["--tile", str(tile)] if tile is not None else [])
         start = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
         stdout, stderr = process.stdout.read().decode(), process.stderr.read().decode()
-        if process.returncode != 0:
+        if os.waitstatus_to_exitcode(status) != 0:
             raise RuntimeError(f"upscale failed:\n{stderr[-3000:]}")
-        with Image.open(folder / "out" / "photo_x4.png") as result:
-            assert result.size == (PHOTO[1] * 4, PHOTO[0] * 4)
-        used = stdout.strip().splitlines()[-1]
     return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
             "peak_rss_mib": usage.ru_maxrss / 1024, "output": f"{PHOTO[1] * 4}x{PHOTO[0] * 4}",
-            "upscale_says": used, "hr_megapixels_per_second": PHOTO[0] * PHOTO[1] * 16 / 1e6 / seconds}
+            "upscale_says": stdout.strip().splitlines()[-1],
+            "hr_megapixels_per_second": PHOTO[0] * PHOTO[1] * 16 / 1e6 / seconds}
+
+
+LABELS = {"onednn": "TensorFlow, oneDNN", "eigen": "TensorFlow, Eigen", "onnxruntime": "ONNX Runtime (CPU)"}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", default="300x400", help="LR image HxW for the throughput rows (default 300x400: "
-                                                          "a 1200x1600 output, larger than one default tile)")
-    parser.add_argument("--blocks", type=int, default=16)
-    parser.add_argument("--channels", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--skip-photo", action="store_true", help="skip the 2000x1500 peak-RSS run (minutes)")
-    parser.add_argument("--out", default="benchmarks/inference.json")
+    parser.add_argument("--model", default=str(MODEL))
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per row after a warm-up (best kept)")
+    parser.add_argument("--long-run", type=float, default=5.0, help="one timed run when a run takes longer (s)")
+    parser.add_argument("--matmul", type=int, default=2048, help="side of the square matmul timed for the peak")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime row (its export takes a while)")
+    parser.add_argument("--upscale-photo", action="store_true",
+                        help="also time `python -m sr_lib upscale` on a 2000x1500 LR photo and record its peak RSS "
+                             "(minutes; not part of `make bench`)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "inference.json"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(_worker(json.loads(args.worker))))
+        _worker(json.loads(args.worker))
         return
 
-    from sr_lib.core.device import cpu_name, resolve_precision
+    from sr_lib.core.device import cpu_bf16_flags, cpu_name
 
-    height, width = (int(v) for v in args.size.lower().split("x"))
-    mixed = resolve_precision("auto")
-    mixed = mixed if mixed != "float32" else "mixed_bfloat16"
-    base = {"size": [height, width], "blocks": args.blocks, "channels": args.channels, "repeats": args.repeats}
-    configurations = [  # (label, precision, tile, oneDNN)
-        ("whole image (upscale --tile 0)", "float32", 0, False),
-        ("tiled (upscale default tile)", "float32", "default", False),
-        ("whole image, oneDNN on", "float32", 0, True),
-        ("whole image, oneDNN on", mixed, 0, True),
-    ]
-    rows = []
-    for label, precision, tile, onednn in configurations:
-        result = _run_worker({**base, "precision": precision, "tile": tile}, onednn)
-        rows.append({"benchmark": label, "precision": precision, "onednn": onednn, **result})
-        print(f"{label:<32} {precision:<15} {result['hr_megapixels_per_second']:8.3f} HR MP/s, "
-              f"{result['hr_megapixels_per_cpu_second']:.3f} HR MP per CPU-second "
-              f"({result['seconds']:.1f} s, {result['cpu_seconds']:.1f} CPU-s for {result['hr_megapixels']:.2f} MP)",
-              flush=True)
+    started = time.perf_counter()
+    base = {"model": args.model, "repeats": args.repeats, "long_run": args.long_run, "matmul": args.matmul}
+    groups = [  # (oneDNN on, configurations, also measure the peaks)
+        (True, [{"engine": "onednn", "precision": "float32", "tile": 0},
+                {"engine": "onednn", "precision": "mixed_bfloat16", "tile": 0}], True),
+        (True, [{"engine": "onednn", "precision": "auto", "tile": "default", "default": True}], False),
+        (False, [{"engine": "eigen", "precision": "float32", "tile": 0}], False),
+    ] + ([] if args.no_onnx else [(True, [{"engine": "onnxruntime", "precision": "float32", "tile": "default"}],
+                                   False)])
+    state = {"peaks": {}, "flops": None, "rows": []}
+    print(f"{cpu_name()}; shipped SRResNet-16 x4 on a 500x375 LR photo (2000x1500 HR), uint8 in and out", flush=True)
+    print(f"{'engine':<20} {'precision':<15} {'image':<26} {'HR MP/s':>8} {'MP/CPU-s':>8} {'GFLOP/s':>8} "
+          f"{'of peak':>8} {'RSS MiB':>8}", flush=True)
+
+    def on_line(line):
+        kind = line.pop("kind")
+        if kind == "flops":
+            state["flops"] = line["flops_per_hr_pixel"]
+            print(f"network: {state['flops'] / 1e3:.0f} kFLOP per HR pixel (convolutions)", flush=True)
+        elif kind == "peak":
+            state["peaks"][line["precision"]] = line["gflops"]
+            print(f"matmul peak {line['precision']:<9} {line['gflops']:8.1f} GFLOP/s ({args.matmul}^2 x {args.matmul})",
+                  flush=True)
+        else:
+            state["rows"].append(line)
+            image = (f"tiles {line['tile']}+{line['context']} px" + (" (default)" if line.get("default") else "")
+                     if line.get("tile") else "whole image")
+            if "skipped" in line:
+                print(f"{LABELS[line['engine']]:<20} {line['precision']:<15} {line['skipped']}", flush=True)
+                return
+            gflops = line["hr_megapixels_per_second"] * state["flops"] / 1e3  # Useful pixels only, for tiles.
+            line["gflops"] = gflops
+            line.update({f"fraction_of_{p}_peak": gflops / g for p, g in state["peaks"].items()})
+            own = "bfloat16" if line["precision"] == "mixed_bfloat16" else "float32"
+            print(f"{LABELS[line['engine']]:<20} {line['precision']:<15} {image:<26} "
+                  f"{line['hr_megapixels_per_second']:8.3f} {line['hr_megapixels_per_cpu_second']:8.3f} {gflops:8.1f} "
+                  f"{line[f'fraction_of_{own}_peak']:8.1%} {line['peak_rss_mib']:8.0f}", flush=True)
+
+    for onednn, configs, peaks in groups:
+        _run_worker({**base, "configs": configs, "peaks": peaks}, onednn, on_line)
+    ratios = _ratios(state["rows"])
+    for name, value in ratios.items():
+        print(f"{name}: {value['ratio']:.3f} (target >= {value['target']}: {'met' if value['met'] else 'NOT met'})")
     photo = None
-    if not args.skip_photo:
-        photo = _peak_rss_of_upscale(args.blocks, args.channels, tile=None)
-        print(f"upscale of a {PHOTO[1]}x{PHOTO[0]} photo (x4, default tile): peak RSS {photo['peak_rss_mib']:.0f} MiB, "
-              f"{photo['seconds']:.0f} s, {photo['cpu_seconds']:.0f} CPU-s (start-up and PNG writing included)")
-    import keras
+    if args.upscale_photo:
+        photo = _peak_rss_of_upscale(args.model, tile=None)
+        print(f"upscale of a {PHOTO[1]}x{PHOTO[0]} LR photo (x4, default tile): peak RSS {photo['peak_rss_mib']:.0f} "
+              f"MiB, {photo['seconds']:.0f} s (start-up and PNG writing included)")
     import tensorflow as tf
 
-    machine = {"processor": cpu_name(), "cores": os.cpu_count(), "tensorflow": tf.__version__,
-               "keras": keras.__version__, "lr_size": [height, width], "blocks": args.blocks,
-               "channels": args.channels, "repeats": args.repeats}
+    machine = {"processor": cpu_name(), "bf16": cpu_bf16_flags(), "cores": os.cpu_count(),
+               "tensorflow": tf.__version__, "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+               "model": os.path.relpath(args.model, ROOT), "lr_size": [375, 500], "repeats": args.repeats,
+               "matmul_peak_gflops": state["peaks"], "flops_per_hr_pixel": state["flops"],
+               "seconds": time.perf_counter() - started}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "throughput": rows, "photo": photo}, indent=2) + "\n")
-    print(f"written: {out}")
+    out.write_text(json.dumps({"machine": machine, "throughput": state["rows"], "ratios": ratios, "photo": photo},
+                              indent=2) + "\n")
+    print(f"written: {out} ({machine['seconds']:.0f} s)")
+
+
+def _ratios(rows) -> dict:
+    """The issue's targets: the tiled default / the whole image (same engine and precision); the default engine and
+    precision / the fastest TensorFlow one (whole images, so that tiling is not counted twice); the default / ONNX
+    Runtime as `upscale` runs a model.onnx (float32 tiles at its own default tile and context)."""
+    measured = [row for row in rows if "skipped" not in row]
+    default = next(row for row in measured if row.get("default"))
+    whole = {(row["engine"], row["precision"]): row["hr_megapixels_per_second"] for row in measured if not row["tile"]}
+    default_whole = whole[(default["engine"], default["precision"])]
+    ratios = {"tiled default / whole image": {"ratio": default["hr_megapixels_per_second"] / default_whole,
+                                              "target": 0.85}}
+    rate, (engine, precision) = max((v, k) for k, v in whole.items())
+    ratios[f"default / fastest TensorFlow ({engine} {precision}), whole images"] = {
+        "ratio": default_whole / rate, "target": 0.95}
+    onnx = next((row for row in measured if row["engine"] == "onnxruntime"), None)
+    if onnx is not None:
+        ratios[f"default / ONNX Runtime ({onnx['precision']}, tiles {onnx['tile']}+{onnx['context']} px)"] = {
+            "ratio": default["hr_megapixels_per_second"] / onnx["hr_megapixels_per_second"], "target": 0.9}
+    for value in ratios.values():
+        value["met"] = value["ratio"] >= value["target"]
+    return ratios
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@
 # signature takes uint8 images of any size and returns uint8 images ×4 (TF Serving, `tf.saved_model.load`, other
 # languages), plus an optional TFLite file. This notebook exports the shipped SRResNet, inspects the signatures,
 # reloads it in a fresh process where sr_lib cannot be imported and checks that it returns the same pixels, then
-# upscales a large photograph in tiles and shows that the tiled result equals the whole-image one, bit for bit.
+# upscales a large photograph in tiles and shows that the tiled result equals the whole-image one within one grey
+# level (the kernels TensorFlow picks for the CPU reorder float sums by tile size; see the README).
 
 # %% tags=["parameters"]
 MODEL = "../saved_models/srresnet_x4/srresnet_x4.keras"  # The .keras generator to export.
@@ -25,12 +26,6 @@ TFLITE = True  # Also convert to TFLite and compare.
 OUT_ROOT = "../runs/notebooks"
 
 # %%
-import os
-
-# oneDNN picks convolution kernels by tensor shape, so a tile and the whole image could differ in the last float bit;
-# TensorFlow's own kernels do not. Like `python -m sr_lib upscale`, switch it off before TensorFlow starts.
-os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
-
 import time
 from pathlib import Path
 
@@ -70,7 +65,7 @@ Table([{"key": key, "value": str(metadata[key])} for key in ("source_model", "sc
 #
 # A fresh Python process with only TensorFlow and NumPy (importing sr_lib is made to fail there) loads the SavedModel
 # and calls `serving_default` as TF Serving would. Its output must equal the Keras model's, rounded to uint8 the same
-# way.
+# way, within one grey level (graph and eager kernels may round a value near .5 differently).
 
 # %%
 photo = data.decode_image(PHOTO) if PHOTO else data.default_images("train")[0]
@@ -82,7 +77,8 @@ sr_keras = ranges.hr_to_uint8(keras_model(ranges.uint8_to_unit(check)[None], tra
 print("signatures:", described["signatures"], "| endpoints:", described["endpoints"])
 print("input:", described["input"], "| outputs:", described["outputs"])
 print(f"SavedModel without sr_lib vs Keras on a 96x96 crop: {sr_standalone.shape}, "
-      f"max |difference| = {np.abs(sr_standalone.astype(int) - sr_keras.astype(int)).max()} grey levels")
+      f"max |difference| = {np.abs(sr_standalone.astype(int) - sr_keras.astype(int)).max()} grey levels on "
+      f"{100 * np.mean(sr_standalone != sr_keras):.4f}% of the values")
 
 # %%
 if TFLITE:
@@ -96,8 +92,8 @@ if TFLITE:
 #
 # Upscaling a photograph whole needs memory in proportion to its area times the network's widest layer (256 channels
 # at ×2 resolution here): gigabytes for a phone picture. Tiles bound it. Each tile is read with the context its
-# receptive field needs and only its centre is kept, so the result is not merely seamless but *equal* to the
-# whole-image result.
+# receptive field needs and only its centre is kept, so the result is not merely seamless but equal to the
+# whole-image result up to float rounding: at most one grey level, on rare pixels.
 
 # %%
 upscaler = inference.load_upscaler(OUT / "srresnet_x4_savedmodel")
@@ -112,7 +108,10 @@ tiled_seconds = time.perf_counter() - start
 Table([{"run": "whole image", "tiles": 1, "seconds": whole_seconds},
        {"run": f"tiles of {TILE} px", "tiles": len(tiling.plan_tiles(*lr.shape[:2], TILE, upscaler.field)),
         "seconds": tiled_seconds},
-       {"run": "tiled == whole (every pixel)", "tiles": "", "seconds": str(np.array_equal(tiled, whole))}], digits=1)
+       {"run": "largest tiled-whole difference (grey levels)", "tiles": "",
+        "seconds": str(np.abs(tiled.astype(int) - whole.astype(int)).max())},
+       {"run": "pixels that differ (%)", "tiles": "", "seconds": f"{100 * np.mean(np.any(tiled != whole, axis=-1)):.4f}"}],
+      digits=1)
 
 # %% [markdown]
 # The upscaled photograph, and a 128×128 window of it at full resolution next to bicubic:

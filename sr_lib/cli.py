@@ -96,6 +96,8 @@ def cmd_compare(args):
     print(f"  table:  {report['table']}\n  curves: {report['curves']}\n  grid:   {report['grid']}")
     if report.get("interpolation_plot"):
         print(f"  interpolation: {report['interpolation_plot']}")
+    if report.get("perception_distortion"):
+        print(f"  perception-distortion: {report['perception_distortion']}")
     print(f"run directory: {out}")
 
 
@@ -106,8 +108,11 @@ def cmd_evaluate(args):
     models = list(zip(method_labels(args.model), [load_model(path) for path in args.model]))
     scale = resolve_scale(models, args.scale)
     out = storage.as_path(args.out or Path("runs") / "evaluate")
-    evaluate_folders(args.data, models, scale, out, save_images=args.save_images)
+    evaluate_folders(args.data, models, scale, out, save_images=args.save_images, niqe=not args.no_niqe)
     print(evaluation_table(json.loads(storage.as_path(out / "evaluation.json").read_text())))
+    if not args.no_niqe:
+        print("niqe: no-reference (lower is better), Y of YCbCr, border = scale; HR: the HR images' own NIQE "
+              "(their PSNR/SSIM: —)")
     if args.save_images:
         print(f"SR images (uint8 PNG, as measured): {out / 'images'}/<dataset>/<method>/")
     print(f"run directory: {out}")
@@ -118,13 +123,14 @@ def cmd_upscale(args):
     from sr_lib.inference.upscale import upscale_files
 
     upscaler = load_upscaler(args.model)
-    report = upscale_files(upscaler, args.inputs, args.out, tile=args.tile, progress=not args.no_progress)
+    report = upscale_files(upscaler, args.inputs, args.out, tile=args.tile, progress=not args.no_progress,
+                           context=args.context, precision=args.precision)
     for source, target in report.written:
         print(f"{source} -> {target}")
     for _, message in report.failed:
         print(f"error: {message}", file=sys.stderr)
-    how = (f"tiles of {report.tile} LR px with {upscaler.field.radius} px of context" if report.tile
-           else "whole images")
+    how = (f"tiles of {report.tile} LR px with {report.context} px of context, receptive field "
+           f"{upscaler.field.radius} px" if report.tile else "whole images") + f", {report.precision}"
     print(f"upscaled {len(report.written)} image(s) x{report.scale} into {args.out} ({how})")
     if report.failed:
         raise RuntimeError(f"{len(report.failed)} input(s) failed (listed above); the others were written")
@@ -135,7 +141,7 @@ def cmd_export(args):
     from sr_lib.inference.export import TFLITE_FILE, export_generator
 
     metadata = export_generator(args.model, args.out, tflite=args.tflite, config_path=args.config,
-                                metrics_path=args.metrics)
+                                metrics_path=args.metrics, onnx=args.onnx)
     print(f"exported {args.model} (x{metadata['scale']}, float32) as a SavedModel: {args.out}")
     for name, text in metadata["endpoints"].items():
         print(f"  {name}: {text}")
@@ -144,6 +150,9 @@ def cmd_export(args):
           f"{storage.as_path(args.out) / 'assets.extra' / 'sr_lib.json'} (also the 'metadata' endpoint)")
     if args.tflite:
         print(f"tflite: {storage.as_path(args.out) / TFLITE_FILE}")
+    if args.onnx:
+        print(f"onnx: {storage.as_path(args.out) / metadata['onnx']} (uint8 -> uint8, opset {metadata['onnx_opset']}), "
+              f"{storage.as_path(args.out) / metadata['onnx_float']} (float32 [0, 1] -> [0, 1])")
 
 
 def cmd_interpolate(args):
@@ -165,7 +174,8 @@ def make_parser():
     _config_arguments(compare)
     compare.add_argument("--pretrained", help="generator (.keras, local or gs://...) every variant starts from, e.g. "
                                               "saved_models/srresnet_x4/srresnet_x4.keras; skips phase 1")
-    compare.add_argument("--variants", help="comma-separated variant slugs (default: all seven)")
+    compare.add_argument("--variants", help="comma-separated variant slugs, or 'all' (default: the four of "
+                                                "make demo; see README)")
     compare.add_argument("--benchmark", action="append", default=[], metavar="DIR",
                          help="HR image folder (local or gs://...) to evaluate on as well (e.g. Set5); repeatable; "
                               "never trained on")
@@ -177,7 +187,8 @@ def make_parser():
     interpolate.add_argument("--alpha", type=float, required=True, help="weights = (1 - alpha) * A + alpha * B")
     interpolate.add_argument("--out", required=True, help="the blended generator (.keras)")
     interpolate.set_defaults(func=cmd_interpolate)
-    evaluate = commands.add_parser("evaluate", help="PSNR/SSIM (Y, border = scale; and RGB) of models and bicubic")
+    evaluate = commands.add_parser("evaluate", help="PSNR/SSIM (Y, border = scale; and RGB) and NIQE of models and "
+                                                    "bicubic, with the HR images' own NIQE")
     evaluate.add_argument("--model", action="append", default=[], metavar="MODEL",
                           help="generator .keras file or exported SavedModel folder (or a gs://... URL); repeatable (one "
                                "table); omit to evaluate bicubic only")
@@ -186,20 +197,29 @@ def make_parser():
     evaluate.add_argument("--scale", type=int, help="upscaling factor (default: the models', else 4)")
     evaluate.add_argument("--save-images", action="store_true",
                           help="also write every SR image (uint8 PNG, as measured) under OUT/images/")
+    evaluate.add_argument("--no-niqe", action="store_true",
+                          help="skip NIQE (and the HR row, which only holds NIQE) for speed")
     evaluate.add_argument("--out", help="where evaluation.json goes: a folder or a gs://... URL (default: "
                                         "runs/evaluate)")
     evaluate.set_defaults(func=cmd_evaluate)
     upscale = commands.add_parser("upscale", help="super-resolve image files/folders with a .keras or exported model")
-    upscale.add_argument("--model", required=True, help="generator .keras file or SavedModel folder from `export` "
-                                                        "(local or gs://...)")
+    upscale.add_argument("--model", required=True, help="generator .keras file, SavedModel folder from `export` "
+                                                        "or its model.onnx (local or gs://...)")
     upscale.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders (recursive; local or "
                                                                     "gs://...)")
     upscale.add_argument("--out", required=True, help="output folder, local or gs://...: <stem>_x<scale>.png (never "
                                                       "over an input)")
-    upscale.add_argument("--tile", type=int, help="kept tile side in LR pixels (each tile also reads the network's "
-                                                  "receptive field around it; the result equals whole-image "
-                                                  "inference within 1 grey level); 0 = whole image; default: sized for about 0.5 GiB "
+    upscale.add_argument("--tile", type=int, help="kept tile side in LR pixels (each tile also reads --context "
+                                                  "pixels around it; the result equals whole-image inference within "
+                                                  "1 grey level); 0 = whole image; default: sized for about 0.5 GiB "
                                                   "per activation")
+    upscale.add_argument("--context", type=int, help="LR pixels of context each tile reads on every side, at most "
+                                                     "the receptive field (larger values are clamped to it); "
+                                                     "default: measured, for SRResNet-16 x4 12 px in float32, 20 "
+                                                     "in bfloat16 (benchmarks/tile_context.py)")
+    upscale.add_argument("--precision", default="auto", choices=("auto", "float32", "mixed_bfloat16"),
+                         help="auto (default): mixed_bfloat16 for a .keras generator on a CPU with native bf16 "
+                              "(within 0.01 dB PSNR-Y of float32, benchmarks/bf16_quality.py), else float32")
     upscale.add_argument("--no-progress", action="store_true", help="no progress bars")
     upscale.set_defaults(func=cmd_upscale)
     export = commands.add_parser("export", help="write a generator as a TensorFlow SavedModel (uint8 and float "
@@ -208,6 +228,8 @@ def make_parser():
     export.add_argument("--out", required=True, help="SavedModel folder to create, e.g. saved_models/NAME or "
                                                      "gs://bucket/models/NAME (uploaded with saved_model.pb last)")
     export.add_argument("--tflite", action="store_true", help="also write OUT/model.tflite (dynamic H, W)")
+    export.add_argument("--onnx", action="store_true", help="also write OUT/model.onnx (uint8 in and out, dynamic H, "
+                                                            "W) and OUT/model_float.onnx, with tf2onnx")
     export.add_argument("--config", help="training config.json to store (default: config.json beside the model)")
     export.add_argument("--metrics", help="log.csv or evaluation.json to store (default: log.csv beside the model)")
     export.set_defaults(func=cmd_export)

@@ -183,10 +183,14 @@ def test_05_evaluation_on_benchmarks_and_a_user_folder(tmp_path):
     assert (out / "gain_over_bicubic.png").is_file() and (out / "zoomed_comparison.png").is_file()
 
 
-def test_06_export_reloads_without_sr_lib_and_tiles_equal_whole(tmp_path):
+def test_06_export_reloads_without_sr_lib_and_tiles_match_whole(tmp_path):
     notebook, out, _ = _execute("06", tmp_path)
     text = _texts(notebook)
     assert (out / "srresnet_x4_savedmodel" / "saved_model.pb").is_file()
-    assert "SavedModel without sr_lib vs Keras on a 96x96 crop: (384, 384, 3), max |difference| = 0" in text
-    assert re.search(r"\| tiled == whole \(every pixel\) \|\s*\| True \|", text)
+    # Within one grey level on at most 1 value (pixel) in 10^4 (tests/tolerances.py: kernels round by problem size).
+    match = re.search(r"on a 96x96 crop: \(384, 384, 3\), max \|difference\| = (\d+) grey levels on ([0-9.]+)%", text)
+    assert match and int(match.group(1)) <= 1 and float(match.group(2)) <= 0.01, match
+    tiled = re.search(r"\| largest tiled-whole difference \(grey levels\) \|\s*\| (\d+) \|", text)
+    share = re.search(r"\| pixels that differ \(%\) \|\s*\| ([0-9.]+) \|", text)
+    assert tiled and int(tiled.group(1)) <= 1 and share and float(share.group(1)) <= 0.01, (tiled, share)
     assert "signatures: ['metadata', 'serving_default', 'upscale_float']" in text

@@ -286,3 +286,102 @@ def test_start_up_chatter_is_dropped_but_real_native_errors_pass(tmp_path):
     assert done.returncode != 0
     assert "Check failed: a real problem" in done.stderr and "python stderr" in done.stderr
     assert "oneDNN" not in done.stderr and "cuInit" not in done.stderr
+
+
+# ------------------------------------------------------------------------------------------- the measured context
+
+def test_default_context_of_a_large_model_is_the_measured_one():
+    """SRResNet-16 x4 (field 40 px) tiles with the context benchmarks/tile_context.py measured on real photographs,
+    per precision; fields within it keep their exact context (the tests' tiny models), deeper ones the measured
+    fraction."""
+    from sr_lib.inference.upscale import MEASURED_CONTEXT, default_context
+
+    measured = json.loads((ROOT / "benchmarks" / "tile_context.json").read_text())
+    assert measured["receptive_field"]["radius"] == 40 and set(measured["precisions"]) == set(MEASURED_CONTEXT)
+    field = tiling.receptive_field(make_generator(num_blocks=16, channels=64, scale=4))
+    tiny = tiling.receptive_field(make_generator(**TINY, scale=2))
+    deep = tiling.receptive_field(make_generator(num_blocks=32, channels=8, scale=4))
+    for precision, context in MEASURED_CONTEXT.items():
+        assert default_context(field, precision) == context == measured["precisions"][precision]["chosen_context"]
+        assert context < 40
+        assert tiny.radius <= context and default_context(tiny, precision) == tiny.radius
+        assert context < default_context(deep, precision) < deep.radius
+    assert field.with_context(12).before == field.with_context(12).after == (12, 12)
+    assert field.with_context(500) == field and field.with_context(None) == field
+
+
+def _upscale_png(model, image_path, out, *options):
+    assert main(["upscale", "--model", str(model), str(image_path), "--out", str(out), "--no-progress", *options]) == 0
+    return np.asarray(Image.open(out / "photo_x2.png"))
+
+
+def test_a_context_smaller_than_the_field_leaves_a_seam(tiny_model, tmp_path, capsys):
+    """`--context` below the receptive field of a random (untrained, so no decay of far pixels' influence) model:
+    tile edges read zero padding instead of the image, a seam worse than one grey level along a whole HR row or
+    column; the exact field (the default for this tiny model) leaves none."""
+    from tiling_check import _seam
+
+    Image.fromarray(skdata.astronaut()[::4, ::4][:48, :48]).save(tmp_path / "photo.png")
+    whole = _upscale_png(tiny_model, tmp_path / "photo.png", tmp_path / "whole", "--tile", "0")
+    short = _upscale_png(tiny_model, tmp_path / "photo.png", tmp_path / "short", "--tile", "16", "--context", "2")
+    assert "with 2 px of context, receptive field 10 px, " in capsys.readouterr().out
+    assert _seam(whole, short, 16, 2) > MAX_GREY_LEVELS
+    exact = _upscale_png(tiny_model, tmp_path / "photo.png", tmp_path / "exact", "--tile", "16")
+    assert "with 10 px of context, receptive field 10 px, " in capsys.readouterr().out
+    assert_uint8_close(exact, whole)
+
+
+def test_a_context_beyond_the_field_is_clamped(tiny_model, tmp_path, capsys):
+    from sr_lib.inference.upscale import resolve_context
+    from sr_lib.inference.upscaler import load_upscaler
+
+    upscaler = load_upscaler(tiny_model)
+    assert resolve_context(upscaler, 1000) == upscaler.field.radius == 10
+    Image.fromarray(skdata.astronaut()[100:137, 200:241]).save(tmp_path / "photo.png")
+    whole = _upscale_png(tiny_model, tmp_path / "photo.png", tmp_path / "whole", "--tile", "0")
+    wide = _upscale_png(tiny_model, tmp_path / "photo.png", tmp_path / "wide", "--tile", "9", "--context", "1000")
+    assert "tiles of 9 LR px with 10 px of context" in capsys.readouterr().out
+    assert_uint8_close(wide, whole)
+    code = main(["upscale", "--model", str(tiny_model), str(tmp_path / "photo.png"), "--out", str(tmp_path / "bad"),
+                 "--context", "-1", "--no-progress"])
+    error = capsys.readouterr().err
+    assert code == 2 and "--context" in error and "Traceback" not in error
+
+
+# ------------------------------------------------------------------------------------------------ the precision
+
+def test_bf16_is_the_default_only_where_native_and_only_for_keras_generators(tiny_model, monkeypatch):
+    from types import SimpleNamespace
+
+    from sr_lib.inference import upscale
+    from sr_lib.inference.upscaler import load_upscaler
+
+    upscaler = load_upscaler(tiny_model)
+    for native in (True, False):
+        monkeypatch.setattr(upscale, "native_bf16", lambda native=native: native)
+        assert upscale.resolve_precision(upscaler, "auto") == ("mixed_bfloat16" if native else "float32")
+    assert upscale.resolve_precision(upscaler, "float32") == "float32"
+    export = SimpleNamespace(name="saved_model", field=upscaler.field)  # An export: no Keras model to copy.
+    assert upscale.resolve_precision(export, "auto") == "float32"
+    with pytest.raises(ValueError, match="float32"):
+        upscale.resolve_precision(export, "mixed_bfloat16")
+    with pytest.raises(ValueError, match="--precision"):
+        upscale.resolve_precision(upscaler, "float16")
+
+
+def test_bf16_tiles_equal_the_bf16_whole_image(tiny_model):
+    """Under mixed_bfloat16 the tiles (exact context of this tiny model) equal the bf16 whole image within one grey
+    level; bf16 itself differs from float32 by its 8-bit roundings, a few grey levels at most here."""
+    from sr_lib.inference.upscale import native_bf16, with_precision
+    from sr_lib.inference.upscaler import load_upscaler
+
+    if not native_bf16():
+        pytest.skip("no native bf16 here (CPU, ONEDNN_MAX_CPU_ISA or TF_ENABLE_ONEDNN_OPTS=0): upscale runs float32")
+    upscaler = load_upscaler(tiny_model)
+    bf16 = with_precision(upscaler, "mixed_bfloat16")
+    image = skdata.astronaut()[100:161, 200:267]
+    whole = tiling.upscale_tiled(bf16.upscale_uint8, image, bf16.field, 0)
+    assert_uint8_close(tiling.upscale_tiled(bf16.upscale_uint8, image, bf16.field, 11), whole)
+    float32 = tiling.upscale_tiled(upscaler.upscale_uint8, image, upscaler.field, 0)
+    difference = np.abs(whole.astype(np.int16) - float32.astype(np.int16))
+    assert 0 < difference.max() <= 8, difference.max()  # bf16 really computes, and stays close.

@@ -18,6 +18,7 @@ every kernel choice.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from fractions import Fraction
 import math
@@ -55,6 +56,18 @@ class ReceptiveField:
     def radius(self) -> int:
         """The largest of the four context widths, in LR pixels."""
         return max(*self.before, *self.after)
+
+    def with_context(self, context=None) -> "ReceptiveField":
+        """This field with every context width capped at ``context`` LR pixels, never widened past the exact field;
+        ``None`` keeps the exact field. Less than the field trades exactness for less recomputed border: tiles then
+        differ from the whole image where far pixels still matter (``benchmarks/tile_context.py`` measures how
+        much)."""
+        if context is None:
+            return self
+        if context < 0:
+            raise ValueError(f"the context must be >= 0 LR pixels, got {context}")
+        return dataclasses.replace(self, before=tuple(min(v, context) for v in self.before),
+                                   after=tuple(min(v, context) for v in self.after))
 
     def to_json(self) -> dict:
         return {"scale": self.scale, "before": list(self.before), "after": list(self.after),
@@ -213,14 +226,16 @@ def plan_axis(size: int, tile: int, before: int, after: int) -> list:
             for start in range(0, size, tile)]
 
 
-def plan_tiles(height: int, width: int, tile: int, field: ReceptiveField) -> list:
-    """Row-major list of ``((row read/keep), (column read/keep))`` tiles for an LR image."""
+def plan_tiles(height: int, width: int, tile: int, field: ReceptiveField, context=None) -> list:
+    """Row-major list of ``((row read/keep), (column read/keep))`` tiles for an LR image; ``context`` caps the
+    context read on each side (:meth:`ReceptiveField.with_context`; None: the exact field)."""
+    field = field.with_context(context)
     rows = plan_axis(height, tile, field.before[0], field.after[0])
     columns = plan_axis(width, tile, field.before[1], field.after[1])
     return [(row, column) for row in rows for column in columns]
 
 
-def upscale_tiled(run, image, field: ReceptiveField, tile: int, progress=None) -> np.ndarray:
+def upscale_tiled(run, image, field: ReceptiveField, tile: int, progress=None, context=None) -> np.ndarray:
     """Runs ``run`` (a ``(1, h, w, 3)`` batch -> ``(1, h*s, w*s, 3)`` function, e.g. LR uint8 -> SR uint8) over an
     ``(H, W, 3)`` image tile by tile and assembles the kept parts on the host.
 
@@ -230,15 +245,18 @@ def upscale_tiled(run, image, field: ReceptiveField, tile: int, progress=None) -
         field: the generator's :class:`ReceptiveField` (may be None for ``tile=0``).
         tile: kept tile side in LR pixels; 0 runs the whole image at once.
         progress: optional tqdm-like object, ``update(1)`` per tile (its ``total`` is set here).
+        context: LR pixels of context per side, capped at the exact field (None: the exact field).
 
     Returns:
-        ``(H*s, W*s, 3)`` numpy array, equal to ``run`` on the whole image.
+        ``(H*s, W*s, 3)`` numpy array, equal to ``run`` on the whole image (within float rounding with the exact
+        field; with a smaller ``context``, within what far pixels contribute).
     """
     image = np.asarray(image)
     height, width = image.shape[:2]
     if tile > 0 and field is None:
         raise ValueError("tiling needs the model's receptive field")
-    tiles = plan_tiles(height, width, tile, field) if tile > 0 else [((0, height, 0, height), (0, width, 0, width))]
+    tiles = (plan_tiles(height, width, tile, field, context) if tile > 0
+             else [((0, height, 0, height), (0, width, 0, width))])
     if progress is not None:
         progress.reset(total=len(tiles))
     result = None

@@ -3,9 +3,10 @@
 MODEL is a ``.keras`` generator or a SavedModel folder written by ``export``; each INPUT is an image file or a folder
 (searched recursively; its sub-folders are mirrored under DIR). Each image is written as ``<stem>_x<scale>.png``, never
 over an input. Images are processed in tiles whose results equal whole-image inference within one grey level
-(:mod:`sr_lib.inference.tiling`), with the kernels TensorFlow picks for this CPU; the output is assembled on the host as uint8, so
-memory is bounded by the tile. Unusable inputs
-are reported by path and skipped; the others are still written.
+(:mod:`sr_lib.inference.tiling`), with the kernels TensorFlow picks for this CPU; each tile reads a measured context
+(:func:`default_context`), not the whole receptive field, around the pixels it keeps. The output is assembled on the
+host as uint8, so memory is bounded by the tile. Unusable inputs are reported by path and skipped; the others are
+still written.
 
 MODEL, the INPUTs and DIR may also be ``tf.io.gfile`` URLs (``gs://bucket/photos``; see :mod:`sr_lib.core.storage`): a
 remote model is downloaded once, remote images are read whole, and each output is written as one object.
@@ -13,6 +14,7 @@ remote model is downloaded once, remote images are read whole, and each output i
 
 from __future__ import annotations
 
+import math
 import posixpath
 import warnings
 from dataclasses import dataclass, field
@@ -25,13 +27,100 @@ from sr_lib.core import storage
 from sr_lib.data import DataError, decode_image, find_images, png_bytes
 from sr_lib.inference.tiling import upscale_tiled
 
+# The context a tile reads by default, LR pixels per side, per precision. Measured by benchmarks/tile_context.py
+# (tile_context.json): with the shipped SRResNet-16 x4 (field 40 px) on Set14 and a 2000x1500 photo, in tiles of
+# 32 px, the smallest context that keeps tiles within 1 grey level of the whole image (same precision) on at most 1
+# pixel in 10^4. bfloat16 needs the whole field: its 8-bit roundings turn a far pixel's tiny contribution into whole
+# rounding steps that cascade through the layers (1.6% of pixels off by 1 at 16 px, 0.03% at 32, none at 40).
+MEASURED_CONTEXT = {"float32": 12, "mixed_bfloat16": 40}
+MEASURED_FIELD = 40
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+
+
+def default_context(field, precision="float32") -> int:
+    """LR pixels of context per side for a model with this receptive field: the exact field when it is at most the
+    measured context, else the larger of the measured context and the same fraction of the field."""
+    # Why this rule: a trained network's influence decays with distance, and its effective field grows more slowly
+    # with depth than the exact field (Luo et al. 2016: about as its square root), so the measured absolute context
+    # covers shallower nets and the measured fraction over-covers deeper ones; fields within it stay exact (tiny nets).
+    measured = MEASURED_CONTEXT[precision]
+    return min(field.radius, max(measured, math.ceil(field.radius * measured / MEASURED_FIELD)))
+
+
+def native_bf16() -> bool:
+    """Whether TensorFlow computes bfloat16 with this CPU's own bf16 instructions: the CPU has them (and
+    ONEDNN_MAX_CPU_ISA does not hide them) and oneDNN's ops are on (Eigen's bfloat16 is emulated in float32)."""
+    import os
+
+    from sr_lib.core.device import cpu_bf16_flags
+
+    return bool(cpu_bf16_flags()) and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false")
+
+
+def resolve_precision(upscaler, precision="auto") -> str:
+    """``float32`` or ``mixed_bfloat16``. ``auto``: bfloat16 for a ``.keras`` generator where it is native
+    (:func:`native_bf16`), since it costs at most 0.01 dB PSNR-Y there (benchmarks/bf16_quality.json); float32
+    otherwise, and always for exports (SavedModel, ONNX), whose graphs are float32.
+
+    Raises:
+        ValueError: for an unknown precision, or bfloat16 asked of an export.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    import keras
+
+    keras_model = isinstance(getattr(upscaler, "model", None), keras.Model)
+    if precision == "auto":
+        return "mixed_bfloat16" if keras_model and native_bf16() else "float32"
+    if precision == "mixed_bfloat16" and not keras_model:
+        raise ValueError(f"{upscaler.name} is an export, whose graph is float32; mixed_bfloat16 needs a .keras "
+                         "generator")
+    return precision
+
+
+def with_precision(upscaler, precision: str):
+    """``upscaler`` itself for float32; for mixed_bfloat16 a copy whose functions run a copy of its Keras model
+    (same weights) computing under that policy: bfloat16 activations, float32 weights, float32 output."""
+    if precision == "float32":
+        return upscaler
+    import dataclasses
+
+    import keras
+    import tensorflow as tf
+
+    from sr_lib.core import ranges
+
+    def layer_copy(layer):
+        config = layer.get_config()
+        config["dtype"] = precision
+        return layer.__class__.from_config(config)
+
+    model = keras.models.clone_model(upscaler.model, clone_function=layer_copy)
+    model.set_weights(upscaler.model.get_weights())
+    spec = (None, None, None, 3)
+
+    @tf.function(input_signature=[tf.TensorSpec(spec, tf.uint8)])
+    def uint8_fn(images):
+        return ranges.hr_to_uint8(tf.cast(model(ranges.uint8_to_unit_exact(images), training=False), tf.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec(spec, tf.float32)])
+    def hr_fn(images):
+        return tf.cast(model(images, training=False), tf.float32)
+
+    copy = dataclasses.replace(upscaler, uint8_fn=uint8_fn, hr_fn=hr_fn)
+    copy.model, copy.precision = model, precision
+    return copy
+
 
 @dataclass
 class UpscaleReport:
-    """What an ``upscale`` run did: ``written`` (input, output) pairs, ``failed`` (input, message naming it)."""
+    """What an ``upscale`` run did: ``written`` (input, output) pairs, ``failed`` (input, message naming it), and the
+    tile (0: whole images) and context (LR px per side) it used."""
 
     scale: int
     tile: int
+    context: int | None = None
+    precision: str = "float32"
     written: list = field(default_factory=list)
     failed: list = field(default_factory=list)
 
@@ -109,12 +198,30 @@ def write_png(image, target) -> None:
     storage.write_bytes(target, png_bytes(image))
 
 
-def resolve_tile(upscaler, tile) -> int:
-    """The kept tile side in LR pixels: ``tile`` (0 = whole image), or the default sized to bounded memory.
+def resolve_context(upscaler, context=None, precision="float32"):
+    """LR pixels of context per side: ``context`` clamped to the exact receptive field, or :func:`default_context`
+    for ``precision`` (None); None when the field is unknown (whole images only).
+
+    Raises:
+        ValueError: for a negative context.
+    """
+    if context is not None and context < 0:
+        raise ValueError(f"--context must be a number of LR pixels >= 0, got {context}")
+    if upscaler.field is None:
+        return None
+    return default_context(upscaler.field, precision) if context is None else min(context, upscaler.field.radius)
+
+
+def resolve_tile(upscaler, tile, context=None, precision="float32") -> int:
+    """The kept tile side in LR pixels: ``tile`` (0 = whole image), or the default: the largest whose read window
+    (tile + ``context`` on each side; None: the exact field) keeps the largest activation within
+    :data:`sr_lib.inference.tiling.DEFAULT_ACTIVATION_BUDGET` bytes in ``precision`` (bfloat16: 2 bytes a value).
 
     Raises:
         ValueError: for a negative tile, or a tile with a model whose receptive field is unknown.
     """
+    from sr_lib.inference.tiling import DEFAULT_ACTIVATION_BUDGET
+
     if tile is not None and tile < 0:
         raise ValueError(f"--tile must be 0 (whole image) or a positive number of LR pixels, got {tile}")
     if upscaler.field is None:
@@ -122,21 +229,28 @@ def resolve_tile(upscaler, tile) -> int:
             raise ValueError(f"the receptive field of {upscaler.name} is unknown, so tiles could not equal the whole "
                              "image; use --tile 0")
         return 0
-    return upscaler.field.default_tile() if tile is None else tile
+    if tile is not None:
+        return tile
+    budget = DEFAULT_ACTIVATION_BUDGET * (2 if precision == "mixed_bfloat16" else 1)  # field's bytes are float32's.
+    return upscaler.field.with_context(context).default_tile(budget)
 
 
-def upscale_files(upscaler, inputs, out_dir, tile=None, progress=True) -> UpscaleReport:
+def upscale_files(upscaler, inputs, out_dir, tile=None, progress=True, context=None,
+                  precision="auto") -> UpscaleReport:
     """Upscales every image of ``inputs`` into ``out_dir`` (see the module docstring).
 
     Args:
         upscaler: an :class:`sr_lib.inference.upscaler.Upscaler`.
         inputs: image files and/or folders.
         out_dir: the output folder (created), local or a URL.
-
-    Raises:
-        ValueError: for a bad ``tile``; OSError: naming ``out_dir``, when its store cannot be reached.
         tile: kept tile side in LR pixels; 0 for whole images; None for the default.
         progress: show progress bars over images and tiles.
+        context: LR pixels of context per side, clamped to the receptive field; None for :func:`default_context`.
+        precision: ``auto``, ``float32`` or ``mixed_bfloat16`` (:func:`resolve_precision`).
+
+    Raises:
+        ValueError: for a bad ``tile``, ``context`` or ``precision``; OSError: naming ``out_dir``, when its store
+            cannot be reached.
     """
     import tensorflow as tf
     from tqdm import tqdm
@@ -145,8 +259,11 @@ def upscale_files(upscaler, inputs, out_dir, tile=None, progress=True) -> Upscal
     if isinstance(out_dir, storage.URLPath):  # An unusable store fails once, by name, not once per image.
         with storage.gfile_errors(out_dir):
             out_dir.exists()
-    tile = resolve_tile(upscaler, tile)
-    report = UpscaleReport(upscaler.scale, tile)
+    precision = resolve_precision(upscaler, precision)
+    context = resolve_context(upscaler, context, precision)
+    tile = resolve_tile(upscaler, tile, context, precision)
+    upscaler = with_precision(upscaler, precision)
+    report = UpscaleReport(upscaler.scale, tile, context if tile else None, precision)
     jobs, report.failed = plan_outputs(inputs, out_dir, upscaler.scale)
     images = tqdm(jobs, desc="images", unit="image", disable=not progress or not jobs)
     tiles = tqdm(desc="tiles", unit="tile", leave=False, disable=not progress or not jobs)
@@ -154,7 +271,8 @@ def upscale_files(upscaler, inputs, out_dir, tile=None, progress=True) -> Upscal
         for source, target in images:
             try:
                 image = read_image(source)
-                sr = upscale_tiled(upscaler.upscale_uint8, image, upscaler.field, tile, progress=tiles)
+                sr = upscale_tiled(upscaler.upscale_uint8, image, upscaler.field, tile, progress=tiles,
+                                   context=context)
                 write_png(sr, target)
             except DataError as error:
                 report.failed.append((source, str(error)))
