@@ -71,19 +71,6 @@ def bench_srgan(policy, batch_size, hr_size, blocks, channels, warmup, steps):
     return batch_size * steps / seconds
 
 
-def bench_pipeline(batch_size, hr_size, steps, images=None):
-    """Training crops per second that the tf.data stream delivers (default: from the embedded photographs)."""
-    images = data_lib.default_images("train") if images is None else images
-    dataset = data_lib.make_train_dataset(images, hr_size=hr_size, scale=4, batch_size=batch_size, seed=0)
-    iterator = iter(dataset)
-    for _ in range(20):  # Fills the cache and the prefetch buffer.
-        next(iterator)
-    start = time.perf_counter()
-    for _ in range(steps):
-        next(iterator)
-    return batch_size * steps / (time.perf_counter() - start)
-
-
 def _random_batch(batch_size, hr_size):
     rng = np.random.default_rng(0)
     lr = rng.random((batch_size, hr_size // 4, hr_size // 4, 3), dtype=np.float32)
@@ -124,7 +111,8 @@ def main(argv=None):
              "skipped": "skipped: bf16 emulated on this CPU (train.mixed_precision: auto picks float32)"})
     keras.mixed_precision.set_global_policy("float32")
     add({"benchmark": "input pipeline", "precision": "uint8 -> float32",
-         "patches_per_second": bench_pipeline(args.batch_size, args.hr_size, steps=200)})
+         "patches_per_second": data_lib.crops_per_second(data_lib.default_images("train"), args.batch_size,
+                                                         args.hr_size, steps=200)})
 
     device = tf.config.list_physical_devices("GPU")
     machine = {"device": device[0].name if device else f"CPU ({os.cpu_count()} cores)",

@@ -27,7 +27,7 @@ import numpy as np
 from IPython.display import Image
 from PIL import Image as PILImage
 
-from sr_lib import bench, data, runtime
+from sr_lib import data, runtime
 from sr_lib.core import ranges
 from sr_lib.evaluation import evaluate, plots
 from sr_lib.config import get_preset
@@ -133,5 +133,5 @@ Image(plots.save_image_grid(rows, OUT / "augmentations.png", cell_inches=2.0))
 
 # %%
 Table([{"preset": preset, "HR crop": get_preset(preset).data.hr_size, "batch": 16,
-        "crops / s": bench.bench_pipeline(16, get_preset(preset).data.hr_size, THROUGHPUT_STEPS, train_images)}
+        "crops / s": data.crops_per_second(train_images, 16, get_preset(preset).data.hr_size, THROUGHPUT_STEPS)}
        for preset in ("seed", "paper")], digits=0, title=f"tf.data stream, {runtime.device_name()}")

@@ -7,7 +7,7 @@ random crops, flips and rotations.
 and derived from (seed, element index), so a seed fixes every batch.
 """
 
-from sr_lib.data.datasets import make_train_dataset, make_validation_set
+from sr_lib.data.datasets import crops_per_second, make_train_dataset, make_validation_set
 from sr_lib.data.files import (DEFAULT_IMAGES, DIV2K_FOLDERS, IMAGE_EXTENSIONS, DataError, decode_image,
                                default_images, find_div2k, find_images, inspect_images, is_div2k, load_images, png_bytes, resolve_images,
                                split_holdout)
@@ -16,7 +16,7 @@ from sr_lib.data.pairs import (SCALES, augment, bicubic_downsample, bicubic_upsc
 
 __all__ = [
     "DEFAULT_IMAGES", "DIV2K_FOLDERS", "IMAGE_EXTENSIONS", "SCALES", "DataError", "augment", "bicubic_downsample",
-    "bicubic_upscale", "center_crop", "decode_image", "default_images", "degrade", "find_div2k", "find_images", "gaussian_blur", "inspect_images",
+    "bicubic_upscale", "center_crop", "crops_per_second", "decode_image", "default_images", "degrade", "find_div2k", "find_images", "gaussian_blur", "inspect_images",
     "is_div2k", "load_images", "make_pair", "make_train_dataset", "make_validation_set", "png_bytes", "random_crop",
     "resolve_images", "split_holdout",
 ]
