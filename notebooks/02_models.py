@@ -111,10 +111,10 @@ discriminator.summary(line_length=100)
 weights = vgg.resolve_vgg_weights(VGG_WEIGHTS)
 rows = []
 for layer in ("vgg22", "vgg54"):
-    vgg = vgg.make_vgg_features(layer, weights=weights)
-    rows.append({"loss": layer, "Keras layer": vgg.VGG_LAYERS[layer], "weights": vgg.vgg_weights,
-                 "features for a 96x96 HR crop": str(vgg.compute_output_shape((1, 96, 96, 3))),
-                 "trainable": vgg.trainable})
+    features = vgg.make_vgg_features(layer, weights=weights)
+    rows.append({"loss": layer, "Keras layer": vgg.VGG_LAYERS[layer], "weights": features.vgg_weights,
+                 "features for a 96x96 HR crop": str(features.compute_output_shape((1, 96, 96, 3))),
+                 "trainable": features.trainable})
 Table(rows)
 
 # %% [markdown]
