@@ -84,6 +84,8 @@ def cmd_compare(args):
 
     config = _build_config(args)
     variants = get_variants(args.variants.split(",") if args.variants else None)
+    if args.mos_db and not Path(args.mos_db).is_file():  # Before hours of training, not after.
+        raise ValueError(f"--mos-db: no such study database: {args.mos_db}")
     # A local folder or a gs:// URL, as are --pretrained and --benchmark.
     out = storage.as_path(args.out or Path("runs") / f"compare_{config.name}_x{config.data.scale}")
     report = run_comparison(config, out, variants, benchmarks=args.benchmark, pretrained=args.pretrained)
@@ -96,6 +98,11 @@ def cmd_compare(args):
     print(f"  table:  {report['table']}\n  curves: {report['curves']}\n  grid:   {report['grid']}")
     if report.get("interpolation_plot"):
         print(f"  interpolation: {report['interpolation_plot']}")
+    if args.mos_db:
+        from sr_lib.training.report import add_mos_table
+
+        add_mos_table(table.parent, args.mos_db)
+        print(f"  MOS table (from {args.mos_db}) added to {report['table']}")
     if report.get("perception_distortion"):
         print(f"  perception-distortion: {report['perception_distortion']}")
     print(f"run directory: {out}")
@@ -179,6 +186,8 @@ def make_parser():
     compare.add_argument("--benchmark", action="append", default=[], metavar="DIR",
                          help="HR image folder (local or gs://...) to evaluate on as well (e.g. Set5); repeatable; "
                               "never trained on")
+    compare.add_argument("--mos-db", metavar="STUDY.sqlite", help="a blind study of `mos serve` (e.g. on this "
+                                                                  "comparison's outputs): its MOS table joins the report")
     compare.set_defaults(func=cmd_compare)
     interpolate = commands.add_parser("interpolate", help="blend two generators of one architecture (ESRGAN "
                                                            "network interpolation)")

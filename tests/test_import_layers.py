@@ -16,8 +16,8 @@ LAYERS = [
     ("sr_lib.config", "sr_lib.runtime"),
     ("sr_lib.inference",),
     ("sr_lib.evaluation",),
-    ("sr_lib.training",),
     ("sr_lib.mos",),
+    ("sr_lib.training",),
     ("sr_lib.cli", "sr_lib.__main__"),
 ]
 MAX_LINES = 400

@@ -1,6 +1,7 @@
 """MOS statistics on simulated raters with a known truth, the significance tests, and the report files."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -163,3 +164,20 @@ def test_consistency_measures(tmp_path):
     for rater in result.raters:
         assert rater.calibration_n == 6 and rater.calibration_error == 0  # Rated 1 and 5 as shown.
         assert rater.repeat_n == 2 and rater.repeat_error >= 2  # Every repeat flipped to the other end.
+
+
+def test_the_comparison_report_gets_the_mos_table(tmp_path):
+    from sr_lib.training.report import add_mos_table
+
+    db, tokens = make_db(tmp_path, raters=3)
+    _rate_everything(db, tokens, np.random.default_rng(0))
+    report_dir = tmp_path / "report"
+    report_dir.mkdir()
+    (report_dir / "results.md").write_text("# Loss comparison (x4)\n")
+    (report_dir / "results.json").write_text('{"rows": []}\n')
+    rows = add_mos_table(report_dir, db)
+    assert [row["method"] for row in rows][0] == "HR" and rows[-1]["method"] == "nearest"
+    text = (report_dir / "results.md").read_text()
+    assert text.startswith("# Loss comparison (x4)\n") and "## Mean opinion score" in text
+    assert all(f"| {row['method']} | {row['mos']:.2f} |" in text for row in rows)
+    assert json.loads((report_dir / "results.json").read_text())["mos"][0]["method"] == "HR"

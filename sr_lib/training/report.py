@@ -304,3 +304,19 @@ def _write_table(report_dir: Path, rows, columns, config: Config, sweep=None, pr
         lines += ["", f"## Network interpolation: (1 - alpha) SRResNet-MSE + alpha {sweep['gan_variant']}", "",
                   Table(sweep_rows, digits=4).to_markdown()]
     (report_dir / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def add_mos_table(report_dir, db_path) -> list:
+    """Adds a blind study's MOS per method (``python -m sr_lib mos``, e.g. on this comparison's outputs) to a written
+    report: a section of ``results.md`` and ``"mos"`` in ``results.json``. Returns the table's rows."""
+    from sr_lib.mos.report import mos_table
+
+    report_dir = storage.as_path(report_dir)
+    rows = mos_table(db_path)
+    section = ["", f"## Mean opinion score (blind study {Path(db_path).name}: 1 bad to 5 excellent, 95 % two-way "
+                   "bootstrap interval, after BT.500 screening)", "", Table(rows, digits=2).to_markdown()]
+    storage.write_text(report_dir / "results.md", (report_dir / "results.md").read_text() + "\n".join(section) + "\n")
+    report = json.loads((report_dir / "results.json").read_text())
+    report["mos"] = rows
+    storage.write_text(report_dir / "results.json", json.dumps(_json_safe(report), indent=2) + "\n")
+    return rows
