@@ -75,7 +75,8 @@ def _worker(spec: dict) -> dict:
                       pixel_overhead=(side / tile) ** 2)
     rows, columns = (min(size, tile + 2 * context) if tile else size for size in (height, width))
     value_bytes = 2 if precision == "mixed_bfloat16" else 4
-    result.update(baseline_rss_mib=baseline, largest_activation_mib=rows * columns * field.bytes_per_pixel * value_bytes / 4 / 2**20)
+    result.update(baseline_rss_mib=baseline,
+                  largest_activation_mib=rows * columns * field.bytes_per_pixel * value_bytes / 4 / 2**20)
     return result
 
 

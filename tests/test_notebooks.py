@@ -170,7 +170,7 @@ def test_04_loss_comparison_report(tmp_path):
     assert [row["method"] for row in report["rows"]][0] == "bicubic" and len(report["rows"]) == 3
     assert report["random_vgg"] and "The VGG19 weights were random" in _texts(notebook)
     assert (out / "report" / "logits.png").is_file() and report["interpolation_plot"]
-    assert _images(notebook) == 4  # Curves, grid, logits, interpolation.
+    assert _images(notebook) == 5  # Curves, grid, logits, interpolation, perception-distortion plane.
 
 
 def test_05_evaluation_on_benchmarks_and_a_user_folder(tmp_path):

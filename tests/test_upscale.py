@@ -303,9 +303,12 @@ def test_default_context_of_a_large_model_is_the_measured_one():
     deep = tiling.receptive_field(make_generator(num_blocks=32, channels=8, scale=4))
     for precision, context in MEASURED_CONTEXT.items():
         assert default_context(field, precision) == context == measured["precisions"][precision]["chosen_context"]
-        assert context < 40
         assert tiny.radius <= context and default_context(tiny, precision) == tiny.radius
-        assert context < default_context(deep, precision) < deep.radius
+        if context < field.radius:  # float32: a far pixel's influence decays below rounding.
+            assert context < default_context(deep, precision) < deep.radius
+        else:  # bfloat16: its roundings cascade, so it keeps the whole field.
+            assert default_context(deep, precision) == deep.radius
+    assert MEASURED_CONTEXT["float32"] < field.radius
     assert field.with_context(12).before == field.with_context(12).after == (12, 12)
     assert field.with_context(500) == field and field.with_context(None) == field
 

@@ -232,7 +232,29 @@ def resolve_tile(upscaler, tile, context=None, precision="float32") -> int:
     if tile is not None:
         return tile
     budget = DEFAULT_ACTIVATION_BUDGET * (2 if precision == "mixed_bfloat16" else 1)  # field's bytes are float32's.
+    if onednn_below_avx512():
+        budget = min(budget, AVX2_ONEDNN_BUDGET)
     return upscaler.field.with_context(context).default_tile(budget)
+
+
+# Below AVX-512, oneDNN runs convolutions as im2col + GEMM, and for large problems it falls back to its reference
+# kernel, hundreds of times slower (ONEDNN_MAX_CPU_ISA=AVX2, measured: a 3x3 64->256 conv from 650x650 px, whose
+# output is 413 MiB; a 9x9 64->3 conv from 1448x1448 px). Default tiles stay below both there.
+AVX2_ONEDNN_BUDGET = 384 * 2**20
+
+
+def onednn_below_avx512() -> bool:
+    """Whether oneDNN's ops are on and run code below AVX-512 (the CPU lacks it, or ONEDNN_MAX_CPU_ISA limits it)."""
+    import os
+
+    from sr_lib.core.device import cpuinfo
+
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() in ("0", "false"):
+        return False
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if limit and not limit.startswith(("AVX512", "AVX10", "ALL", "DEFAULT")):
+        return True
+    return " avx512f" not in cpuinfo()
 
 
 def upscale_files(upscaler, inputs, out_dir, tile=None, progress=True, context=None,
