@@ -14,8 +14,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _config_arguments(parser):
-    parser.add_argument("--preset", default="demo", help="paper, seed, demo (CPU, minutes) or ci (seconds); "
-                                                         "default: demo")
+    parser.add_argument("--preset", default="demo", help="paper, seed, srresnet, demo (CPU, minutes), reference "
+                                                         "(the shipped loss comparison) or ci (seconds); default: demo")
     parser.add_argument("--config", help="a config.json (e.g. from a run directory); overrides --preset")
     parser.add_argument("--data", help="training images: a folder (recursive) or a DIV2K root; default: the "
                                        "embedded scikit-image photographs")
@@ -94,6 +94,8 @@ def cmd_compare(args):
         print(table.read_text())
     if report["random_vgg"]:
         print("note: VGG weights were random (offline); VGG-based rows are labelled and are not perceptual results")
+    if report.get("timings"):  # Where this command's time went (training, evaluation, sweep, figures).
+        print(f"{report['timings']['summary']} on {report['timings']['cpu']}")
     print(f"report: {table.parent}")
     print(f"  table:  {report['table']}\n  curves: {report['curves']}\n  grid:   {report['grid']}")
     if report.get("interpolation_plot"):

@@ -109,15 +109,19 @@ def pixel_l1(hr, sr):
 PIXEL_LOSSES = {"mse": pixel_mse, "l1": pixel_l1}
 
 
-class MSEContentLoss:
-    """The pixel-MSE content loss (SRResNet-MSE) with the attributes every content loss exposes."""
+class PixelContentLoss:
+    """A pixel content loss (``PIXEL_LOSSES``: "mse", the paper's SRResNet-MSE, or "l1", ESRGAN's pixel term) with the
+    attributes every content loss exposes."""
 
     uses_vgg = False
     vgg_weights = None
-    name = "mse"
+
+    def __init__(self, name="mse"):
+        self.name = _check_name(name, tuple(PIXEL_LOSSES), "pixel loss")
+        self.loss = PIXEL_LOSSES[name]
 
     def __call__(self, hr, sr):
-        return pixel_mse(hr, sr)
+        return self.loss(hr, sr)
 
 
 class VGGContentLoss:
@@ -177,7 +181,7 @@ class PerPixLoss:
         return self.pixel_weight * pixel_mse(hr, sr) + self.vgg_weight * self.vgg(hr, sr)
 
 
-CONTENT_LOSSES = ("mse", "vgg22", "vgg54", "perpix")
+CONTENT_LOSSES = ("mse", "l1", "vgg22", "vgg54", "perpix")
 
 
 def make_content_loss(name, vgg_weights="imagenet", vgg_layer=None, pixel_weight=1.0, vgg_weight=1.0,
@@ -197,8 +201,8 @@ def make_content_loss(name, vgg_weights="imagenet", vgg_layer=None, pixel_weight
         A callable ``(hr, sr) -> scalar`` with attributes ``uses_vgg``, ``vgg_weights`` and ``name``.
     """
     _check_name(name, CONTENT_LOSSES, "content loss")
-    if name == "mse":
-        return MSEContentLoss()
+    if name in PIXEL_LOSSES:
+        return PixelContentLoss(name)
     if name in ("vgg22", "vgg54") and vgg_layer not in (None, name):
         raise ValueError(f"content loss {name!r} fixes its VGG layer; got conflicting vgg_layer={vgg_layer!r}")
     # Imported here so that losses does not need models at import time.
@@ -369,12 +373,14 @@ class GeneratorLoss:
         self.adversarial = get_adversarial_loss(adversarial) if isinstance(adversarial, str) else adversarial
         self.adversarial_weight, self.pixel_weight = float(adversarial_weight), float(pixel_weight)
 
-    def __call__(self, hr, sr, real_logits, fake_logits):
-        """Returns a dict of float32 scalars: total, content, adversarial and pixel (logged even when unweighted)."""
+    def __call__(self, hr, sr, real_logits, fake_logits, adversarial_on=1.0):
+        """Returns a dict of float32 scalars: total, content, adversarial and pixel (logged even when unweighted).
+        ``adversarial_on`` (0 or 1, a tensor in a train step) switches the adversarial term off during a
+        discriminator warm-up."""
         content = tf.cast(self.content_loss(hr, sr), tf.float32)
         adversarial = self.adversarial.generator_loss(real_logits, fake_logits)
         pixel = pixel_mse(hr, sr)
-        total = content + self.adversarial_weight * adversarial + self.pixel_weight * pixel
+        total = content + adversarial_on * self.adversarial_weight * adversarial + self.pixel_weight * pixel
         return {"total": total, "content": content, "adversarial": adversarial, "pixel": pixel}
 
 

@@ -163,3 +163,61 @@ def test_the_perception_distortion_figure_has_one_point_per_variant(mse_gan_comp
     assert hr_line.get_ydata()[0] == report["hr_row"]["Set3/niqe"]
     sweep_line = next(line for line in axes.get_lines() if line.get_label().startswith("interpolation"))
     assert list(sweep_line.get_ydata()) == report["interpolation"]["niqe"]["Set3"]
+
+
+def test_the_report_says_where_the_commands_time_went(mse_gan_comparison):
+    timings = mse_gan_comparison["report"]["timings"]
+    stages = timings["seconds"]
+    # Every stage ran: six variants trained, each method evaluated, the sweep, the figures.
+    assert list(stages) == ["data", "training", "evaluation", "interpolation sweep", "figures"]
+    assert all(seconds > 0 for seconds in stages.values())
+    # Stages do not overlap, so they cannot add up to more than the whole command.
+    assert sum(stages.values()) <= timings["total_seconds"]
+    assert timings["cpu"] and timings["summary"].startswith("time: data ")
+
+
+@pytest.fixture(scope="module")
+def seed_repeat_comparison(tmp_path_factory, large_benchmark):
+    tmp = tmp_path_factory.mktemp("seeds")
+    keras.utils.set_random_seed(4)
+    training.build_generator(get_preset("ci")).save(tmp / "g.keras")
+    code = main(["compare", "--preset", "ci", "--out", str(tmp / "cmp"), "--pretrained", str(tmp / "g.keras"),
+                 "--set", "train.gan_steps=2", "--benchmark", str(large_benchmark),
+                 "--variants", "srresnet_mse,mse_modified,mse_modified@seed1"])
+    assert code == 0
+    return dict(out=tmp / "cmp", report=json.loads((tmp / "cmp" / "report" / "results.json").read_text()))
+
+
+def test_a_seed_repeat_trains_with_its_seed_and_the_report_measures_the_spread(seed_repeat_comparison):
+    report, out = seed_repeat_comparison["report"], seed_repeat_comparison["out"]
+    assert json.loads((out / "variants" / "mse_modified_seed1" / "config.json").read_text())["train"]["seed"] == 1
+    rows = {row["method"]: row for row in report["rows"]}
+    base, repeat = rows["SRGAN-MSE (MSE + modified)"], rows["SRGAN-MSE (MSE + modified) (seed 1)"]
+    spread = report["seed_spread"]
+    column = "Set3/niqe"
+    assert spread["spread"][column] == pytest.approx(abs(base[column] - repeat[column]), abs=1e-9)
+    assert spread["spread"][column] > 0  # Another discriminator init and crop stream: another result.
+    # Only the adversarial variant that is not a repeat is judged against the control, on each NIQE column.
+    judged = [item for item in spread["separation"] if item["column"] == column]
+    assert [item["method"] for item in judged] == ["SRGAN-MSE (MSE + modified)"]
+    difference = base[column] - rows["SRResNet (MSE)"][column]
+    assert judged[0]["difference"] == pytest.approx(difference, abs=1e-4)
+    assert judged[0]["separates"] == (abs(difference) > spread["spread"][column])
+    text = (out / "report" / "results.md").read_text()
+    assert "## Seed-to-seed spread, and separation from the control" in text and "discriminator warm-up 0" in text
+
+
+@pytest.mark.parametrize("variants, message", [
+    (["mse_modified@seedx"], "must be a whole number"),
+    (["mse_modified", "mse_modified"], "listed twice"),
+    (["nope@seed1"], "unknown variant 'nope'"),
+])
+def test_bad_variant_lists_are_refused_by_name(variants, message):
+    with pytest.raises(ValueError, match=message):
+        experiment.get_variants(variants)
+
+
+def test_a_seed_repeat_with_the_base_seed_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="seed other than train.seed=0"):
+        experiment.run_comparison(get_preset("ci"), tmp_path / "cmp", experiment.get_variants(["mse_modified@seed0"]),
+                                  pretrained=tmp_path / "missing.keras")

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from sr_lib.config import Config, ConfigError
 from sr_lib.core import storage
+from sr_lib.core.stopwatch import Stopwatch
 from sr_lib.evaluation import evaluate as evaluate_lib
 from sr_lib.nets.interpolation import check_same_architecture
 from sr_lib.nets.saving import load_generator
@@ -86,17 +87,38 @@ DEFAULT_VARIANTS = tuple(_BY_SLUG[slug] for slug in ("srresnet_mse", "mse_modifi
                                                      "perpix_modified"))
 
 
+SEED_MARK = "@seed"  # "mse_modified@seed1": that variant again with train.seed=1, for the seed-to-seed spread.
+
+
+def seed_repeat(variant: Variant, seed: int) -> Variant:
+    """The same variant trained with another ``train.seed`` (another discriminator init and crop stream; the same
+    pretrained generator and validation crops): the report measures the seed-to-seed spread from such pairs."""
+    return Variant(f"{variant.name} (seed {seed})", f"{variant.slug}_seed{seed}",
+                   variant.overrides + (("train.seed", seed),))
+
+
 def get_variants(slugs=None) -> tuple:
-    """The default variants, every variant for ``["all"]``, or those named by slug (ValueError listing the valid
-    slugs)."""
+    """The default variants, every variant for ``["all"]``, or those named by slug, where ``slug@seedN`` repeats a
+    variant with ``train.seed=N`` (ValueError listing the valid slugs)."""
     if not slugs:
         return DEFAULT_VARIANTS
     if list(slugs) == ["all"]:
         return ALL_VARIANTS
-    unknown = [slug for slug in slugs if slug not in _BY_SLUG]
-    if unknown:
-        raise ValueError(f"unknown variant {unknown[0]!r}; choose from all, {', '.join(_BY_SLUG)}")
-    return tuple(_BY_SLUG[slug] for slug in slugs)
+    variants = []
+    for text in slugs:
+        slug, mark, seed = text.partition(SEED_MARK)
+        if slug not in _BY_SLUG:
+            raise ValueError(f"unknown variant {slug!r}; choose from all, {', '.join(_BY_SLUG)} (a seed repeat: "
+                             f"SLUG{SEED_MARK}N)")
+        if mark and not seed.isdigit():
+            raise ValueError(f"variant {text!r}: the seed after {SEED_MARK!r} must be a whole number, e.g. "
+                             f"{slug}{SEED_MARK}1")
+        variants.append(seed_repeat(_BY_SLUG[slug], int(seed)) if mark else _BY_SLUG[slug])
+    slugs_seen = [variant.slug for variant in variants]
+    duplicate = next((slug for slug in slugs_seen if slugs_seen.count(slug) > 1), None)
+    if duplicate:
+        raise ValueError(f"variant {duplicate!r} is listed twice")
+    return tuple(variants)
 
 
 def _check_pretrained(config: Config, pretrained) -> None:
@@ -131,17 +153,24 @@ def run_comparison(config: Config, out_dir, variants=None, benchmarks=(), verbos
     with storage.gfile_errors(out_dir):  # An unknown scheme or an unreachable bucket: one error, before any work.
         out_dir.exists()
     variants = variants or DEFAULT_VARIANTS
+    same_seed = [v.slug for v in variants if dict(v.overrides).get("train.seed") == config.train.seed]
+    if same_seed:
+        raise ConfigError(f"variant {same_seed[0]}: a seed repeat needs a seed other than train.seed="
+                          f"{config.train.seed}, which every other variant uses")
     if pretrained is not None:
         pretrained = storage.as_path(pretrained)
         _check_pretrained(config, pretrained)
     elif config.train.pretrain_steps == 0:
         raise ConfigError("train.pretrain_steps is 0 and no pretrained generator was given: pass --pretrained PATH "
                           "(e.g. saved_models/srresnet_x4/srresnet_x4.keras) or set train.pretrain_steps")
-    benchmark_sets = [(evaluate_lib.benchmark_name(folder), evaluate_lib.load_benchmark(folder))
-                      for folder in benchmarks]
-    train_data = prepare_data(config)
+    stopwatch = Stopwatch()
+    with stopwatch.stage("data"):
+        benchmark_sets = [(evaluate_lib.benchmark_name(folder), evaluate_lib.load_benchmark(folder))
+                          for folder in benchmarks]
+        train_data = prepare_data(config)
     if pretrained is None:
-        base = pretrain(config, out_dir / "pretrain", train_data, verbose=verbose)  # Refuses a different config.
+        with stopwatch.stage("phase 1"):
+            base = pretrain(config, out_dir / "pretrain", train_data, verbose=verbose)  # Refuses a different config.
     else:
         base = RunResult(pretrained.parent, 0, float("nan"), -1, pretrained, pretrained, None)
     if chief:
@@ -150,13 +179,15 @@ def run_comparison(config: Config, out_dir, variants=None, benchmarks=(), verbos
     runs = []
     for variant in variants:
         variant_config = config.replace(**dict(variant.overrides), name=f"{config.name}_{variant.slug}")
-        result = train_gan(variant_config, out_dir / "variants" / variant.slug, base.final_path, train_data,
-                           verbose=verbose)
+        with stopwatch.stage("training"):  # A finished run that is resumed takes no time here.
+            result = train_gan(variant_config, out_dir / "variants" / variant.slug, base.final_path, train_data,
+                               verbose=verbose)
         runs.append((variant, result))
     report_dir = out_dir / "report"
     report = None
     if chief:
-        report = write_report(report_dir, config, train_data, runs, benchmark_sets, pretrained=pretrained)
+        report = write_report(report_dir, config, train_data, runs, benchmark_sets, pretrained=pretrained,
+                              stopwatch=stopwatch)
     _wait_for_chief(strategy, out_dir)
     return report if chief else read_report(report_dir)
 

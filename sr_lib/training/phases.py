@@ -236,10 +236,13 @@ def _pretrain_schedule(config: Config, steps: int):
     return keras.optimizers.schedules.CosineDecay(t.learning_rate, steps, alpha=t.decayed_learning_rate / t.learning_rate)
 
 
-def _gan_schedule(config: Config):
+def _gan_schedule(config: Config, rate=None):
+    """Phase 2's rate: ``rate`` (default train.learning_rate), divided at train.gan_decay_step by the ratio
+    learning_rate / decayed_learning_rate."""
     t = config.train
-    return keras.optimizers.schedules.PiecewiseConstantDecay([t.gan_decay_step],
-                                                             [t.learning_rate, t.decayed_learning_rate])
+    rate = t.learning_rate if rate is None else rate
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        [t.gan_decay_step], [rate, rate * t.decayed_learning_rate / t.learning_rate])
 
 
 def pretrain(config: Config, run_dir, train_data: TrainData | None = None, initial_generator=None, steps=None,
@@ -297,9 +300,11 @@ def train_gan(config: Config, run_dir, pretrained_generator, train_data: TrainDa
     with the content loss alone (the SRResNet row of a comparison), through phase 1's path.
     """
     if config.loss.adversarial == "none":
-        if config.loss.content != "mse":
-            raise ConfigError("config key loss.adversarial: 'none' is only supported with loss.content='mse'")
+        if config.loss.content not in losses_lib.PIXEL_LOSSES:
+            raise ConfigError("config key loss.adversarial: 'none' is only supported with a pixel content loss "
+                              f"(loss.content: {', '.join(losses_lib.PIXEL_LOSSES)})")
         # Same steps and learning-rate schedule as the GAN variants, so the comparison differs only in the loss.
+        config = config.replace(**{"train.pretrain_loss": config.loss.content})
         return pretrain(config, run_dir, train_data, initial_generator=pretrained_generator,
                         steps=config.train.gan_steps, verbose=verbose, learning_rate=_gan_schedule(config))
     strategy = distribute.make_strategy(config.train.strategy)  # First: a multi-worker strategy must precede any TF work.
@@ -321,11 +326,12 @@ def train_gan(config: Config, run_dir, pretrained_generator, train_data: TrainDa
         discriminator = make_discriminator(hr_size=d.hr_size if m.discriminator_fixed_size else None,
                                            channels=m.discriminator_channels, sync_batch_norm=m.sync_batch_norm)
         g_optimizer = _adam(config, _gan_schedule(config), policy)
-        d_optimizer = _adam(config, _gan_schedule(config), policy)
+        d_optimizer = _adam(config, _gan_schedule(config, t.discriminator_learning_rate), policy)
         objective, adversarial, content = make_generator_loss(config)
         gan = SRGAN(generator, discriminator, seed=t.seed)
         weight = config.loss.gradient_penalty_weight if adversarial.gradient_penalty_weight > 0 else 0.0
-        gan.compile(g_optimizer, d_optimizer, objective, adversarial, gradient_penalty_weight=weight)
+        gan.compile(g_optimizer, d_optimizer, objective, adversarial, gradient_penalty_weight=weight,
+                    discriminator_warmup_steps=t.discriminator_warmup_steps)
         g_optimizer.build(generator.trainable_variables)
         d_optimizer.build(discriminator.trainable_variables)
         checkpointer = Checkpointer(run_dir / "checkpoints", {"generator": generator, "discriminator": discriminator},

@@ -21,6 +21,8 @@ import numpy as np
 
 from sr_lib.config import Config
 from sr_lib.core import ranges, storage
+from sr_lib.core.device import cpu_name, resolve_precision
+from sr_lib.core.stopwatch import Stopwatch
 from sr_lib.evaluation import evaluate as evaluate_lib
 from sr_lib.evaluation import niqe as niqe_lib
 from sr_lib.evaluation import plots
@@ -28,6 +30,7 @@ from sr_lib.evaluation.tables import Table
 from sr_lib.nets.interpolation import interpolate_generators
 from sr_lib.nets.saving import load_generator
 from sr_lib.training.phases import TrainData, read_log
+from sr_lib.training.seed_spread import seed_spread, spread_lines
 
 # A variant has collapsed when its SR output is near-constant (spatial standard deviation below this fraction of the
 # HR crops', averaged over the validation crops) or when its validation PSNR-Y is this many dB below bicubic.
@@ -139,7 +142,8 @@ def interpolation_sweep(mse_generator, gan_generator, train_data: TrainData, sca
     return {"alphas": list(alphas), **curves}
 
 
-def write_report(report_dir, config: Config, train_data: TrainData, runs, benchmark_sets=(), pretrained=None) -> dict:
+def write_report(report_dir, config: Config, train_data: TrainData, runs, benchmark_sets=(), pretrained=None,
+                 stopwatch=None) -> dict:
     """Table (Markdown, CSV, JSON) with each variant's status, PSNR-vs-step curves, an image grid, the network
     interpolation sweep and the perception-distortion figure, for finished runs. ``report_dir`` may be a URL: the files
     are then made in a local temporary folder and uploaded, ``results.json`` last, and the report's paths are URLs."""
@@ -147,7 +151,8 @@ def write_report(report_dir, config: Config, train_data: TrainData, runs, benchm
     with storage.publish_folder(report_dir, last=("results.json",)) as staging, warnings.catch_warnings():
         # Images too small for NIQE would warn once per method and alpha; the table's notes say it once instead.
         warnings.simplefilter("ignore", niqe_lib.NIQESkip)
-        report = _make_report(staging, report_dir, config, train_data, runs, benchmark_sets, pretrained)
+        report = _make_report(staging, report_dir, config, train_data, runs, benchmark_sets, pretrained,
+                              stopwatch or Stopwatch())
     return report
 
 
@@ -171,7 +176,7 @@ def _niqe_notes(train_data: TrainData, scale: int, hr_evaluations) -> list:
 
 
 def _make_report(local_dir: Path, report_dir, config: Config, train_data: TrainData, runs, benchmark_sets,
-                 pretrained) -> dict:
+                 pretrained, stopwatch) -> dict:
     """Writes the report's files into the local folder ``local_dir``; the paths in the report are under ``report_dir``
     (where they end up: ``local_dir`` itself, or the URL they are uploaded to)."""
     scale = config.data.scale
@@ -181,7 +186,9 @@ def _make_report(local_dir: Path, report_dir, config: Config, train_data: TrainD
     bicubic_psnr = None
     for method, generator, run in methods:
         row = {"method": method}
-        for evaluation in _evaluations(generator, method, train_data, scale, benchmark_sets):
+        with stopwatch.stage("evaluation"):
+            evaluations = _evaluations(generator, method, train_data, scale, benchmark_sets)
+        for evaluation in evaluations:
             for key, value in _means(evaluation).items():
                 row[f"{evaluation.dataset}/{key}"] = round(value, 4)
         if generator is None:
@@ -196,7 +203,8 @@ def _make_report(local_dir: Path, report_dir, config: Config, train_data: TrainD
             row.update(status=status, d_real_logit=round(real, 4), d_fake_logit=round(fake, 4),
                        note=_note(variant, result.vgg_weights, status))
         rows.append(row)
-    hr_evaluations = _evaluations(evaluate_lib.HR, "HR", train_data, scale, benchmark_sets)
+    with stopwatch.stage("evaluation"):
+        hr_evaluations = _evaluations(evaluate_lib.HR, "HR", train_data, scale, benchmark_sets)
     hr_row = {"method": "HR", **{f"{e.dataset}/{key}": round(value, 4) for e in hr_evaluations
                                  for key, value in _means(e).items()},
               "status": "", "d_real_logit": float("nan"), "d_fake_logit": float("nan"), "note": HR_NOTE}
@@ -205,39 +213,52 @@ def _make_report(local_dir: Path, report_dir, config: Config, train_data: TrainD
     pair = _interpolation_pair(runs, generators)
     if pair is not None:
         mse_generator, gan_name, gan_generator = pair
-        sweep = interpolation_sweep(mse_generator, gan_generator, train_data, scale, benchmark_sets)
+        with stopwatch.stage("interpolation sweep"):
+            sweep = interpolation_sweep(mse_generator, gan_generator, train_data, scale, benchmark_sets)
         sweep["gan_variant"] = gan_name
     notes = _niqe_notes(train_data, scale, hr_evaluations)
-    _write_table(local_dir, rows + [hr_row], columns, config, sweep, pretrained, notes)
+    spread = seed_spread(runs, rows[1:])
+    _write_table(local_dir, rows + [hr_row], columns, config, sweep, pretrained, notes, spread)
 
+    with stopwatch.stage("figures"):
+        plane = _figures(local_dir, report_dir, config, train_data, runs, generators, rows, hr_row, sweep,
+                         bicubic_psnr, benchmark_sets)
+    interpolation_path = report_dir / "interpolation.png" if sweep is not None else None
+    report = {"rows": rows, "hr_row": hr_row, "table": str(report_dir / "results.md"),
+              "curves": str(report_dir / "psnr_curves.png"), "grid": str(report_dir / "comparison_grid.png"),
+              "interpolation": sweep, "interpolation_plot": str(interpolation_path) if interpolation_path else None,
+              "perception_distortion": str(report_dir / "perception_distortion.png"),
+              "perception_distortion_points": plane, "niqe_notes": notes, "seed_spread": spread,
+              "collapse_criterion": COLLAPSE_CRITERION,
+              "random_vgg": any(r.vgg_weights == "random" for _, r in runs),
+              # Wall-clock seconds per stage of this command (a resumed run's finished variants cost no training).
+              "timings": {"seconds": dict(stopwatch.seconds), "total_seconds": stopwatch.total(), "cpu": cpu_name(),
+                          "summary": stopwatch.summary()}}
+    storage.write_text(local_dir / "results.json", json.dumps(_json_safe(report), indent=2) + "\n")
+    return report
+
+
+def _figures(local_dir: Path, report_dir, config: Config, train_data: TrainData, runs, generators, rows, hr_row,
+             sweep, bicubic_psnr, benchmark_sets) -> dict:
+    """The PSNR curves, the interpolation plot, the perception-distortion plane (returned) and the image grid."""
+    scale = config.data.scale
     curves = {}
     for (variant, result), (name, _) in zip(runs, generators):
         log = read_log(result.run_dir)
         curves[name] = ([row["step"] for row in log], [row["psnr_y"] for row in log])
     plots.plot_psnr_curves(curves, local_dir / "psnr_curves.png", baseline=("bicubic", bicubic_psnr),
                            title=f"Validation PSNR-Y (x{scale}, {scale}-px border) during phase 2")
-    interpolation_path = None
     if sweep is not None:
         plots.plot_psnr_curves({name: (sweep["alphas"], values) for name, values in sweep["psnr_y"].items()},
                                local_dir / "interpolation.png", xlabel="alpha (0: SRResNet-MSE, 1: GAN)",
                                title=f"Network interpolation: SRResNet (MSE) -> {sweep['gan_variant']}")
-        interpolation_path = report_dir / "interpolation.png"
     plane = _perception_distortion(local_dir, rows, hr_row, sweep, [name for name, _ in benchmark_sets], scale)
 
     first = slice(0, 1)  # The same validation crop for every method.
     rows_of_images = evaluate_lib.comparison_rows(train_data.valid_lr[first], train_data.valid_hr[first], scale,
                                                   generators)
     plots.save_image_grid(rows_of_images, local_dir / "comparison_grid.png")
-
-    report = {"rows": rows, "hr_row": hr_row, "table": str(report_dir / "results.md"),
-              "curves": str(report_dir / "psnr_curves.png"), "grid": str(report_dir / "comparison_grid.png"),
-              "interpolation": sweep, "interpolation_plot": str(interpolation_path) if interpolation_path else None,
-              "perception_distortion": str(report_dir / "perception_distortion.png"),
-              "perception_distortion_points": plane, "niqe_notes": notes,
-              "collapse_criterion": COLLAPSE_CRITERION,
-              "random_vgg": any(r.vgg_weights == "random" for _, r in runs)}
-    storage.write_text(local_dir / "results.json", json.dumps(_json_safe(report), indent=2) + "\n")
-    return report
+    return plane
 
 
 def _perception_distortion(local_dir: Path, rows, hr_row, sweep, benchmark_names, scale: int) -> dict:
@@ -276,7 +297,8 @@ def _json_safe(value):
     return value
 
 
-def _write_table(report_dir: Path, rows, columns, config: Config, sweep=None, pretrained=None, notes=()):
+def _write_table(report_dir: Path, rows, columns, config: Config, sweep=None, pretrained=None, notes=(),
+                 spread=None):
     pretrained_note = (f"{pretrained}" if pretrained is not None
                        else f"{config.train.pretrain_steps} MSE steps")
     table = Table(rows, columns, digits=4)
@@ -286,7 +308,8 @@ def _write_table(report_dir: Path, rows, columns, config: Config, sweep=None, pr
              f"PSNR (dB) / SSIM on Y (ITU-R BT.601) and RGB, {scale}-pixel border removed, SR rounded to uint8. "
              f"niqe: NIQE (Mittal et al. 2013; no reference, lower is better) of the same uint8 SR on Y of YCbCr, "
              f"same border; the HR row is the HR images' own NIQE. Every variant: {config.train.gan_steps} steps "
-             f"from the same pretrained generator ({pretrained_note}), same data and seed.", ""]
+             f"from the same pretrained generator ({pretrained_note}), same data and seed "
+             f"(train.seed={config.train.seed}, except a '(seed N)' repeat). {_recipe(config)}", ""]
     if any("random VGG" in row["method"] for row in rows):
         lines += ["**VGG weights were random (offline run): rows marked '(random VGG)' used a content loss with no "
                   "perceptual meaning. Their numbers show the pipeline works, not what a perceptual loss achieves.**",
@@ -303,7 +326,19 @@ def _write_table(report_dir: Path, rows, columns, config: Config, sweep=None, pr
                       for index, alpha in enumerate(sweep["alphas"])]
         lines += ["", f"## Network interpolation: (1 - alpha) SRResNet-MSE + alpha {sweep['gan_variant']}", "",
                   Table(sweep_rows, digits=4).to_markdown()]
+    lines += spread_lines(spread)
     (report_dir / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def _recipe(config: Config) -> str:
+    """The phase-2 settings every variant shares, in one sentence."""
+    t, l, d = config.train, config.loss, config.data
+    discriminator_rate = t.learning_rate if t.discriminator_learning_rate is None else t.discriminator_learning_rate
+    return (f"Batch {d.batch_size} of {d.hr_size}-px HR crops, adversarial weight {l.adversarial_weight:g}, "
+            f"generator rate {t.learning_rate:g} and discriminator rate {discriminator_rate:g} (divided by "
+            f"{t.learning_rate / t.decayed_learning_rate:g} at step {t.gan_decay_step}), discriminator warm-up "
+            f"{t.discriminator_warmup_steps} steps (generator on its content loss alone), "
+            f"{resolve_precision(t.mixed_precision)} (train.mixed_precision={t.mixed_precision}).")
 
 
 def add_mos_table(report_dir, db_path) -> list:

@@ -85,8 +85,10 @@ class SRGAN(_DistributedFit, keras.Model):
     def call(self, inputs, training=False):
         return self.generator(inputs, training=training)
 
-    def compile(self, g_optimizer, d_optimizer, generator_loss, adversarial, gradient_penalty_weight=0.0):
+    def compile(self, g_optimizer, d_optimizer, generator_loss, adversarial, gradient_penalty_weight=0.0,
+                discriminator_warmup_steps=0):
         super().compile()
+        self.discriminator_warmup_steps = int(discriminator_warmup_steps)
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
         self.generator_loss = generator_loss
@@ -111,7 +113,9 @@ class SRGAN(_DistributedFit, keras.Model):
                 penalty = losses_lib.gradient_penalty(self.discriminator, hr, tf.stop_gradient(sr),
                                                       seed=self.penalty_seed)
             d_total = d_loss + self.gradient_penalty_weight * penalty
-            g_terms = self.generator_loss(hr, sr, real_logits, fake_logits)
+            # The discriminator's step count is checkpointed with its optimizer, so a resumed warm-up goes on.
+            adversarial_on = tf.cast(self.d_optimizer.iterations >= self.discriminator_warmup_steps, tf.float32)
+            g_terms = self.generator_loss(hr, sr, real_logits, fake_logits, adversarial_on=adversarial_on)
             d_scaled = self.d_optimizer.scale_loss(d_total / replicas)
             g_scaled = self.g_optimizer.scale_loss(g_terms["total"] / replicas)
         d_vars = self.discriminator.trainable_variables
