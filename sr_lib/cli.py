@@ -107,6 +107,8 @@ def cmd_compare(args):
         print(f"  MOS table (from {args.mos_db}) added to {report['table']}")
     if report.get("perception_distortion"):
         print(f"  perception-distortion: {report['perception_distortion']}")
+    if report.get("zoomed_crops"):
+        print(f"  zoomed crops: {report['zoomed_crops']}")
     print(f"run directory: {out}")
 
 

@@ -63,7 +63,7 @@ def _files(root) -> dict:
 
 
 REPORT_FILES = {"results.md", "results.csv", "results.json", "psnr_curves.png", "comparison_grid.png",
-                "interpolation.png", "perception_distortion.png"}
+                "interpolation.png", "perception_distortion.png", "zoomed_crops.png"}
 
 
 @pytest.fixture(scope="module")

@@ -221,3 +221,17 @@ def test_a_seed_repeat_with_the_base_seed_is_refused(tmp_path):
     with pytest.raises(ValueError, match="seed other than train.seed=0"):
         experiment.run_comparison(get_preset("ci"), tmp_path / "cmp", experiment.get_variants(["mse_modified@seed0"]),
                                   pretrained=tmp_path / "missing.keras")
+
+
+def test_the_report_zooms_into_the_first_benchmark_sets_images(mse_gan_comparison, large_benchmark):
+    assert np.asarray(Image.open(mse_gan_comparison["report"]["zoomed_crops"])).ndim == 3
+    from sr_lib.evaluation.evaluate import load_benchmark
+    from sr_lib.training import report as report_lib
+
+    generator = training.build_generator(get_preset("ci"))
+    rows, titles = report_lib.zoomed_rows(load_benchmark(large_benchmark), [("tiny", generator)], scale=4)
+    assert titles == ["astronaut", "coffee", "small"]  # Every image gets a row, the 60-px one too.
+    assert [label for label, _ in rows[0]] == ["LR", "bicubic", "tiny", "HR"]
+    # The window is 96 HR px where it fits, and shrinks to the 60-px image (a multiple of the scale) where not.
+    assert [row[-1][1].shape[:2] for row in rows] == [(96, 96), (96, 96), (60, 60)]
+    assert rows[2][0][1].shape[:2] == (15, 15)  # Its LR window: 60 / 4.

@@ -55,6 +55,9 @@ class Evaluation:
     method: str
     dataset: str
     per_image: list = field(default_factory=list)  # dicts: index, name, and each metric.
+    # The uint8 SR batch that was measured (evaluate_arrays only), so a caller that also needs it does not run the
+    # generator again.
+    outputs: object = field(default=None, repr=False, compare=False)
 
     @property
     def means(self) -> dict:
@@ -287,6 +290,7 @@ def evaluate_arrays(lr_unit, hr, scale: int, generator=None, method="bicubic", d
         result.per_image.append({"index": index, "name": names[index],
                                  **{key: float(values[key][index]) for key in METRIC_NAMES},
                                  **({NIQE: scores[index]} if niqe else {})})
+    result.outputs = np.asarray(sr_uint8)
     return result
 
 

@@ -25,7 +25,7 @@ from sr_lib.core.device import cpu_name, resolve_precision
 from sr_lib.core.stopwatch import Stopwatch
 from sr_lib.evaluation import evaluate as evaluate_lib
 from sr_lib.evaluation import niqe as niqe_lib
-from sr_lib.evaluation import plots
+from sr_lib.evaluation import plots, zoom
 from sr_lib.evaluation.tables import Table
 from sr_lib.nets.interpolation import interpolate_generators
 from sr_lib.nets.saving import load_generator
@@ -142,6 +142,9 @@ def interpolation_sweep(mse_generator, gan_generator, train_data: TrainData, sca
     return {"alphas": list(alphas), **curves}
 
 
+ZOOM_WINDOW, ZOOM_IMAGES = 96, 5  # zoomed_crops.png: HR pixels per window side; images of the first benchmark set.
+
+
 def write_report(report_dir, config: Config, train_data: TrainData, runs, benchmark_sets=(), pretrained=None,
                  stopwatch=None) -> dict:
     """Table (Markdown, CSV, JSON) with each variant's status, PSNR-vs-step curves, an image grid, the network
@@ -196,9 +199,9 @@ def _make_report(local_dir: Path, report_dir, config: Config, train_data: TrainD
             row.update(status="", d_real_logit=float("nan"), d_fake_logit=float("nan"), note="")
         else:
             variant, result = run
-            sr = ranges.hr_to_unit(evaluate_lib.predict(generator, train_data.valid_lr)).numpy()
-            status = collapse_status(sr, ranges.hr_to_unit(train_data.valid_hr).numpy(), row["validation/psnr_y"],
-                                     bicubic_psnr)
+            # The validation SR just measured (evaluations[0]), not a second pass of the generator.
+            status = collapse_status(evaluations[0].outputs, ranges.hr_to_uint8(train_data.valid_hr).numpy(),
+                                     row["validation/psnr_y"], bicubic_psnr)
             real, fake = _final_logits(result.run_dir)
             row.update(status=status, d_real_logit=round(real, 4), d_fake_logit=round(fake, 4),
                        note=_note(variant, result.vgg_weights, status))
@@ -228,6 +231,7 @@ def _make_report(local_dir: Path, report_dir, config: Config, train_data: TrainD
               "curves": str(report_dir / "psnr_curves.png"), "grid": str(report_dir / "comparison_grid.png"),
               "interpolation": sweep, "interpolation_plot": str(interpolation_path) if interpolation_path else None,
               "perception_distortion": str(report_dir / "perception_distortion.png"),
+              "zoomed_crops": str(report_dir / "zoomed_crops.png") if benchmark_sets else None,
               "perception_distortion_points": plane, "niqe_notes": notes, "seed_spread": spread,
               "collapse_criterion": COLLAPSE_CRITERION,
               "random_vgg": any(r.vgg_weights == "random" for _, r in runs),
@@ -258,7 +262,19 @@ def _figures(local_dir: Path, report_dir, config: Config, train_data: TrainData,
     rows_of_images = evaluate_lib.comparison_rows(train_data.valid_lr[first], train_data.valid_hr[first], scale,
                                                   generators)
     plots.save_image_grid(rows_of_images, local_dir / "comparison_grid.png")
+    if benchmark_sets:
+        rows_of_zooms, titles = zoomed_rows(benchmark_sets[0][1], generators, scale)
+        plots.save_image_grid(rows_of_zooms, local_dir / "zoomed_crops.png", titles=titles)
     return plane
+
+
+def zoomed_rows(named_images, generators, scale: int) -> tuple:
+    """(rows, titles) of ``zoomed_crops.png``: up to ZOOM_IMAGES images of a benchmark set, each zoomed where it is
+    most detailed (where GAN texture shows), the window shrunk to fit a smaller image."""
+    names, images = named_images
+    rows = [zoom.zoom_row(image, scale, generators, size=min(ZOOM_WINDOW, min(np.shape(image)[:2]) // scale * scale))
+            for image in images[:ZOOM_IMAGES]]
+    return rows, list(names[:ZOOM_IMAGES])
 
 
 def _perception_distortion(local_dir: Path, rows, hr_row, sweep, benchmark_names, scale: int) -> dict:
