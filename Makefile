@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench notebooks lab clean
+.PHONY: setup test demo reference bench notebooks lab clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,20 @@ SET5 := $(wildcard ../shared/sr-benchmarks/Set5/HR)
 SHIPPED := saved_models/srresnet_x4/srresnet_x4.keras
 demo: $(STAMP)
 	$(BIN)/python -m sr_lib compare --preset demo --pretrained $(SHIPPED) $(if $(SET5),--benchmark $(SET5)) --out runs/demo
+
+# The shipped reference loss comparison (results/loss_comparison_x4, its README has the probes behind the recipe) and
+# the shipped SRGAN (saved_models/srgan_x4): four losses and a seed repeat from the shipped SRResNet on T91 + BSD200,
+# Set5 and Set14 for evaluation only. About an hour on a 2-core CPU with bf16; re-running resumes.
+TRAIN_291 := ../shared/sr-train
+BENCHMARKS := ../shared/sr-benchmarks
+REFERENCE_VARIANTS := srresnet_mse,mse_modified,mse_least_squares,mse_relativistic,mse_modified@seed1
+reference: $(STAMP)
+	$(BIN)/python -m sr_lib compare --preset reference --pretrained $(SHIPPED) --data $(TRAIN_291) --vgg-weights none \
+		--benchmark $(BENCHMARKS)/Set5/HR --benchmark $(BENCHMARKS)/Set14/HR --variants $(REFERENCE_VARIANTS) \
+		--out runs/loss_comparison_x4
+	$(BIN)/python scripts/publish_comparison.py runs/loss_comparison_x4 results/loss_comparison_x4
+	$(BIN)/python scripts/ship_model.py runs/loss_comparison_x4/variants/mse_modified saved_models/srgan_x4 \
+		--name srgan_x4 --checkpoint final
 
 # Throughput of the training steps and the input pipeline, then of inference (whole image / tiled, float32 / mixed
 # precision) and the peak memory of upscaling a 2000x1500 photo, on this machine.
