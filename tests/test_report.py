@@ -235,3 +235,23 @@ def test_the_report_zooms_into_the_first_benchmark_sets_images(mse_gan_compariso
     # The window is 96 HR px where it fits, and shrinks to the 60-px image (a multiple of the scale) where not.
     assert [row[-1][1].shape[:2] for row in rows] == [(96, 96), (96, 96), (60, 60)]
     assert rows[2][0][1].shape[:2] == (15, 15)  # Its LR window: 60 / 4.
+
+
+def test_publishing_a_comparison_copies_the_report_and_configs_but_no_weights(seed_repeat_comparison, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts" / "publish_comparison.py"
+    spec = importlib.util.spec_from_file_location("publish_comparison", script)
+    publish = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(publish)
+    out = tmp_path / "results" / "cmp"
+    publish.main([str(seed_repeat_comparison["out"]), str(out)])
+    names = {str(path.relative_to(out)) for path in out.rglob("*") if path.is_file()}
+    assert {"results.md", "results.json", "perception_distortion.png", "zoomed_crops.png", "config.json",
+            "variants/mse_modified_seed1/config.json", "variants/mse_modified_seed1/log.csv"} <= names
+    assert not any(name.endswith((".keras", ".h5", ".npz")) for name in names)  # No weights, no optimizer state.
+    report = json.loads((out / "results.json").read_text())
+    assert report["table"] == f"{out}/results.md" and report["zoomed_crops"] == f"{out}/zoomed_crops.png"
+    with pytest.raises(SystemExit, match="not found"):
+        publish.main([str(tmp_path / "nothing"), str(tmp_path / "x")])
