@@ -95,7 +95,7 @@ def perception_distortion_figure(points, bicubic=None, hr_niqe=None, sweep=None,
     """
     if not points:
         raise ValueError("perception_distortion_figure needs at least one point, got none")
-    figure = Figure(figsize=(7, 5))
+    figure = Figure(figsize=(10, 5), layout="constrained")
     axes = figure.add_subplot()
     if sweep is not None:
         try:
@@ -131,7 +131,7 @@ def perception_distortion_figure(points, bicubic=None, hr_niqe=None, sweep=None,
     if title:
         axes.set_title(title)
     axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # Outside: it would hide points.
     return figure
 
 
