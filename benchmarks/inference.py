@@ -115,7 +115,6 @@ def _worker(spec: dict):
     """Runs one group of configurations in this (fresh) process, emitting a line per result."""
     import resource
 
-    import numpy as np
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from sr_lib.inference.tiling import upscale_tiled
@@ -249,10 +248,16 @@ def main(argv=None):
 
     started = time.perf_counter()
     base = {"model": args.model, "repeats": args.repeats, "long_run": args.long_run, "matmul": args.matmul}
+    from sr_lib.console import upscale_engine
+
+    eigen_default = upscale_engine(["upscale"], os.environ) == {"TF_ENABLE_ONEDNN_OPTS": "0"}
     groups = [  # (oneDNN on, configurations, also measure the peaks)
-        (True, [{"engine": "onednn", "precision": "float32", "tile": 0},
-                {"engine": "onednn", "precision": "mixed_bfloat16", "tile": 0}], True),
-        (True, [{"engine": "onednn", "precision": "auto", "tile": "default", "default": True}], False),
+        # bf16 first: where it is emulated its row is a skip line, printed before a float32 run that may time out.
+        (True, [{"engine": "onednn", "precision": "mixed_bfloat16", "tile": 0},
+                {"engine": "onednn", "precision": "float32", "tile": 0}], True),
+        # The engine `upscale` starts TensorFlow with (sr_lib.console.upscale_engine): Eigen below AVX-512.
+        (not eigen_default, [{"engine": "eigen" if eigen_default else "onednn", "precision": "auto", "tile": "default",
+                              "default": True}], False),
         (False, [{"engine": "eigen", "precision": "float32", "tile": 0}], False),
     ] + ([] if args.no_onnx else [(True, [{"engine": "onnxruntime", "precision": "float32", "tile": "default"}],
                                    False)])

@@ -45,6 +45,19 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
         pass
 
 
+def upscale_engine(argv, environ) -> dict:
+    """The environment `upscale` adds before TensorFlow starts (oneDNN can only be switched then): Eigen's kernels
+    (``TF_ENABLE_ONEDNN_OPTS=0``) where oneDNN would run below AVX-512, since there oneDNN's convolutions run this
+    network at half Eigen's speed (``benchmarks/inference.py``: 0.127 against 0.262 HR MP/s under
+    ``ONEDNN_MAX_CPU_ISA=AVX2``; 0.109 against 0.246 on an AVX2-only CPU). Nothing for other commands, on AVX-512 CPUs
+    (oneDNN is faster there, and has bf16), or when the user set ``TF_ENABLE_ONEDNN_OPTS``."""
+    from sr_lib.core.device import onednn_isa_below_avx512  # No TensorFlow: it must not start yet.
+
+    if argv[:1] != ["upscale"] or "TF_ENABLE_ONEDNN_OPTS" in environ or not onednn_isa_below_avx512():
+        return {}
+    return {"TF_ENABLE_ONEDNN_OPTS": "0"}
+
+
 def start(argv) -> None:
     """Set up the command line's output for ``argv`` (the arguments after ``-m sr_lib``)."""
     global _started
@@ -52,6 +65,7 @@ def start(argv) -> None:
         return
     _started = True
     verbose = "--verbose" in argv
+    os.environ.update(upscale_engine(argv, os.environ))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     warnings.showwarning = _one_line_warning
     if verbose:

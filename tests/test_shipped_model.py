@@ -1,7 +1,7 @@
 """The shipped generators. SRResNet x4 (saved_models/srresnet_x4): loads in safe mode, runs in float32, beats bicubic
 on embedded photographs it never saw (it was trained on T91 + BSD200), and is the architecture the demo preset
 fine-tunes. SRGAN-MSE x4 (saved_models/srgan_x4, the reference comparison's mse_modified): the same, and it trades
-PSNR for a lower NIQE on those photographs, as on Set5 and Set14."""
+PSNR for a lower NIQE on the embedded photographs, as on Set5 and Set14."""
 
 from pathlib import Path
 
@@ -59,11 +59,10 @@ def test_shipped_srgan_is_float32_small_and_the_reference_architecture(srgan):
 
 
 def test_shipped_srgan_trades_psnr_for_a_lower_niqe(shipped, srgan):
-    # 200-px crops: the smallest NIQE scores at x4 (two 96-px blocks after the 4-px border).
-    crops = [image[top:top + 200, left:left + 200] for image, (top, left) in
-             zip(data.default_images("valid"), [(50, 100), (100, 200)])]
-    srresnet = evaluate_images(crops, 4, shipped, niqe=True).means
-    gan = evaluate_images(crops, 4, srgan, niqe=True).means
-    # On Set5/Set14 the differences are -1.4/-0.9 dB and -1.4/-1.6 NIQE; half a unit either way is far outside noise.
+    # The embedded photographs (astronaut, rocket, motorcycle pair, grace_hopper): neither model trained on them.
+    images = data.default_images("train")
+    srresnet = evaluate_images(images, 4, shipped, niqe=True).means
+    gan = evaluate_images(images, 4, srgan, niqe=True).means
+    # Measured: NIQE 6.48 -> 4.74 here (Set5/Set14: -1.4/-1.6); half a unit is far outside float noise.
     assert gan["niqe"] < srresnet["niqe"] - 0.5
     assert gan["psnr_y"] < srresnet["psnr_y"]

@@ -33,6 +33,15 @@ def cpu_bf16_flags() -> list:
     return [flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags]
 
 
+def onednn_isa_below_avx512() -> bool:
+    """Whether oneDNN would run code below AVX-512 here: the CPU lacks AVX-512F, or ``ONEDNN_MAX_CPU_ISA`` limits it
+    (e.g. ``AVX2``, to compute as an AVX2-only CPU does). Reads no TensorFlow, so it can run before TF starts."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if limit and not limit.startswith(("AVX512", "AVX10", "ALL", "DEFAULT")):
+        return True
+    return " avx512f" not in cpuinfo()
+
+
 def cpu_name() -> str:
     """The CPU model and its bfloat16 instruction sets (they decide the mixed-precision speed-up on a CPU)."""
     name = next((line.split(":", 1)[1].strip() for line in cpuinfo().splitlines() if line.startswith("model name")),

@@ -247,14 +247,11 @@ def onednn_below_avx512() -> bool:
     """Whether oneDNN's ops are on and run code below AVX-512 (the CPU lacks it, or ONEDNN_MAX_CPU_ISA limits it)."""
     import os
 
-    from sr_lib.core.device import cpuinfo
+    from sr_lib.core.device import onednn_isa_below_avx512
 
     if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() in ("0", "false"):
         return False
-    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
-    if limit and not limit.startswith(("AVX512", "AVX10", "ALL", "DEFAULT")):
-        return True
-    return " avx512f" not in cpuinfo()
+    return onednn_isa_below_avx512()
 
 
 def upscale_files(upscaler, inputs, out_dir, tile=None, progress=True, context=None,
