@@ -8,7 +8,8 @@ Rows (each printed as it finishes):
 
 - TensorFlow with oneDNN's kernels (``TF_ENABLE_ONEDNN_OPTS=1``, TensorFlow's default on x86 Linux): float32 and
   mixed_bfloat16 whole image; bf16 only where it is native (``sr_lib.inference.upscale.native_bf16``; elsewhere a
-  "skipped: bf16 emulated" row);
+  "skipped: bf16 emulated" row); float32 at oneDNN's default tiles where it runs below AVX-512 (a whole image falls
+  back to its reference convolution there, see ``plan_groups``);
 - the `upscale` default: the precision it picks (bf16 where native, else float32), tiled at its default tile and
   context;
 - TensorFlow float32 with Eigen's kernels (``TF_ENABLE_ONEDNN_OPTS=0``), whole image;
@@ -161,9 +162,8 @@ def _worker(spec: dict):
 
 def _run_worker(spec: dict, onednn: bool, on_line, timeout: float):
     """Runs a worker, passing each result line to ``on_line`` as it arrives. A worker still running after
-    ``timeout`` seconds is stopped, and its configurations without a result get a "timed out" row: below AVX-512,
-    oneDNN falls back to its reference convolution for large problems (sr_lib.inference.upscale.AVX2_ONEDNN_BUDGET),
-    which can take an hour for a whole 2000x1500 image."""
+    ``timeout`` seconds is stopped, and its configurations without a result get a "timed out" row (a safety net:
+    ``plan_groups`` already keeps oneDNN's whole-image rows off the CPUs where they would take an hour)."""
     import queue
     import threading
 
@@ -222,6 +222,26 @@ def _peak_rss_of_upscale(model, tile) -> dict:
             "hr_megapixels_per_second": PHOTO[0] * PHOTO[1] * 16 / 1e6 / seconds}
 
 
+def plan_groups(eigen_default: bool, onednn_below_avx512: bool, onnx: bool) -> list:
+    """The worker processes, in order: ``(oneDNN on, configurations, also measure the peaks)``.
+
+    Below AVX-512 oneDNN's float32 row runs at its default tiles (sized under
+    ``sr_lib.inference.upscale.AVX2_ONEDNN_BUDGET``): a whole image falls back to oneDNN's reference convolution
+    there and does not finish in minutes, which would only buy a "timed out" row."""
+    onednn_float32 = {"engine": "onednn", "precision": "float32", "tile": "default" if onednn_below_avx512 else 0}
+    groups = [
+        # bf16 first: where it is emulated its row is a skip line, printed before the slower float32 run.
+        (True, [{"engine": "onednn", "precision": "mixed_bfloat16", "tile": 0}, onednn_float32], True),
+        # The engine `upscale` starts TensorFlow with (sr_lib.console.upscale_engine): Eigen below AVX-512.
+        (not eigen_default, [{"engine": "eigen" if eigen_default else "onednn", "precision": "auto", "tile": "default",
+                              "default": True}], False),
+        (False, [{"engine": "eigen", "precision": "float32", "tile": 0}], False),
+    ]
+    if onnx:
+        groups.append((True, [{"engine": "onnxruntime", "precision": "float32", "tile": "default"}], False))
+    return groups
+
+
 LABELS = {"onednn": "TensorFlow, oneDNN", "eigen": "TensorFlow, Eigen", "onnxruntime": "ONNX Runtime (CPU)"}
 
 
@@ -244,23 +264,13 @@ def main(argv=None):
         _worker(json.loads(args.worker))
         return
 
-    from sr_lib.core.device import cpu_bf16_flags, cpu_name
+    from sr_lib.console import upscale_engine
+    from sr_lib.core.device import cpu_bf16_flags, cpu_name, onednn_isa_below_avx512
 
     started = time.perf_counter()
     base = {"model": args.model, "repeats": args.repeats, "long_run": args.long_run, "matmul": args.matmul}
-    from sr_lib.console import upscale_engine
-
-    eigen_default = upscale_engine(["upscale"], os.environ) == {"TF_ENABLE_ONEDNN_OPTS": "0"}
-    groups = [  # (oneDNN on, configurations, also measure the peaks)
-        # bf16 first: where it is emulated its row is a skip line, printed before a float32 run that may time out.
-        (True, [{"engine": "onednn", "precision": "mixed_bfloat16", "tile": 0},
-                {"engine": "onednn", "precision": "float32", "tile": 0}], True),
-        # The engine `upscale` starts TensorFlow with (sr_lib.console.upscale_engine): Eigen below AVX-512.
-        (not eigen_default, [{"engine": "eigen" if eigen_default else "onednn", "precision": "auto", "tile": "default",
-                              "default": True}], False),
-        (False, [{"engine": "eigen", "precision": "float32", "tile": 0}], False),
-    ] + ([] if args.no_onnx else [(True, [{"engine": "onnxruntime", "precision": "float32", "tile": "default"}],
-                                   False)])
+    groups = plan_groups(eigen_default=upscale_engine(["upscale"], os.environ) == {"TF_ENABLE_ONEDNN_OPTS": "0"},
+                         onednn_below_avx512=onednn_isa_below_avx512(), onnx=not args.no_onnx)
     state = {"peaks": {}, "flops": None, "rows": []}
     print(f"{cpu_name()}; shipped SRResNet-16 x4 on a 500x375 LR photo (2000x1500 HR), uint8 in and out", flush=True)
     print(f"{'engine':<20} {'precision':<15} {'image':<26} {'HR MP/s':>8} {'MP/CPU-s':>8} {'GFLOP/s':>8} "

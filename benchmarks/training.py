@@ -32,33 +32,40 @@ from sr_lib.training.trainers import SRGAN  # noqa: E402
 
 
 class _BatchClock(keras.callbacks.Callback):
-    def __init__(self):
+    """Step end times; stops ``fit`` once at least two steps after the warm-up have run and ``max_seconds`` have
+    passed since it, so that a slow CPU times fewer steps instead of running for many minutes."""
+
+    def __init__(self, warmup, max_seconds):
         super().__init__()
-        self.times = []
+        self.warmup, self.max_seconds, self.times = warmup, max_seconds, []
 
     def on_train_batch_end(self, batch, logs=None):
         self.times.append(time.perf_counter())
+        timed = len(self.times) - self.warmup
+        if timed >= 2 and self.times[-1] - self.times[self.warmup - 1] >= self.max_seconds:
+            self.model.stop_training = True
 
 
-def _time_fit(model, batch, warmup, steps):
-    """Seconds for ``steps`` training steps after ``warmup`` steps, inside one ``fit`` call (a new ``fit`` call
-    traces its step function again, which would otherwise be timed)."""
+def _time_fit(model, batch, warmup, steps, max_seconds):
+    """(seconds, timed steps): up to ``steps`` training steps after ``warmup`` steps, inside one ``fit`` call (a new
+    ``fit`` call traces its step function again, which would otherwise be timed); fewer when they take longer than
+    ``max_seconds``."""
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
-    clock = _BatchClock()
+    clock = _BatchClock(warmup, max_seconds)
     model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[clock], shuffle=False)
-    return clock.times[-1] - clock.times[warmup - 1]
+    return clock.times[-1] - clock.times[warmup - 1], len(clock.times) - warmup
 
 
-def bench_generator(policy, batch_size, hr_size, blocks, channels, warmup, steps):
+def bench_generator(policy, batch_size, hr_size, blocks, channels, warmup, steps, max_seconds):
     keras.mixed_precision.set_global_policy(policy)
     generator = make_generator(num_blocks=blocks, channels=channels, scale=4)
     generator.compile(optimizer=keras.optimizers.Adam(1e-4, beta_1=0.9), loss=losses_lib.pixel_mse)
     batch = _random_batch(batch_size, hr_size)
-    seconds = _time_fit(generator, batch, warmup, steps)
-    return batch_size * steps / seconds
+    seconds, timed = _time_fit(generator, batch, warmup, steps, max_seconds)
+    return batch_size * timed / seconds, timed
 
 
-def bench_srgan(policy, batch_size, hr_size, blocks, channels, warmup, steps):
+def bench_srgan(policy, batch_size, hr_size, blocks, channels, warmup, steps, max_seconds):
     keras.mixed_precision.set_global_policy(policy)
     generator = make_generator(num_blocks=blocks, channels=channels, scale=4)
     discriminator = make_discriminator(hr_size=hr_size, channels=64)
@@ -67,8 +74,8 @@ def bench_srgan(policy, batch_size, hr_size, blocks, channels, warmup, steps):
     gan = SRGAN(generator, discriminator)
     gan.compile(keras.optimizers.Adam(1e-4, beta_1=0.9), keras.optimizers.Adam(1e-4, beta_1=0.9),
                 losses_lib.GeneratorLoss(content, adversarial), adversarial)
-    seconds = _time_fit(gan, _random_batch(batch_size, hr_size), warmup, steps)
-    return batch_size * steps / seconds
+    seconds, timed = _time_fit(gan, _random_batch(batch_size, hr_size), warmup, steps, max_seconds)
+    return batch_size * timed / seconds, timed
 
 
 def _random_batch(batch_size, hr_size):
@@ -85,27 +92,30 @@ def main(argv=None):
     parser.add_argument("--blocks", type=int, default=16)
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps (5 keep `make bench` within 10 minutes on a "
-                                                             "2-core AVX2 CPU)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps at most")
+    parser.add_argument("--max-seconds", type=float, default=20.0,
+                        help="a row times fewer steps (at least 2) once its timed steps have taken this long, which "
+                             "keeps `make bench` within 10 minutes on a 2-core AVX2 CPU")
     parser.add_argument("--out", default="benchmarks/results.json")
     args = parser.parse_args(argv)
 
     mixed = resolve_precision("auto")
     policies = ["float32"] + ([mixed] if mixed != "float32" else [])  # A precision this CPU only emulates: skipped.
-    sizes = (args.batch_size, args.hr_size, args.blocks, args.channels, args.warmup, args.steps)
+    if args.warmup < 1 or args.steps < 2:
+        parser.error("--warmup must be >= 1 and --steps >= 2")
+    sizes = (args.batch_size, args.hr_size, args.blocks, args.channels, args.warmup, args.steps, args.max_seconds)
     rows = []
-    print(f"{'benchmark':<30} {'precision':<18} {'patches/s':>10}", flush=True)
+    print(f"{'benchmark':<30} {'precision':<18} {'patches/s':>10} {'steps':>6}", flush=True)
 
     def add(row):
         rows.append(row)
-        value = row.get("skipped") or f"{row['patches_per_second']:10.1f}"
+        value = row.get("skipped") or f"{row['patches_per_second']:10.1f} {row.get('timed_steps', ''):>6}"
         print(f"{row['benchmark']:<30} {row['precision']:<18} {value:>10}", flush=True)
 
     for policy in policies:
-        add({"benchmark": "generator MSE step", "precision": policy,
-             "patches_per_second": bench_generator(policy, *sizes)})
-        add({"benchmark": "SRGAN step (D + G + VGG54)", "precision": policy,
-             "patches_per_second": bench_srgan(policy, *sizes)})
+        for name, bench in (("generator MSE step", bench_generator), ("SRGAN step (D + G + VGG54)", bench_srgan)):
+            rate, timed = bench(policy, *sizes)
+            add({"benchmark": name, "precision": policy, "patches_per_second": rate, "timed_steps": timed})
     if mixed == "float32":
         add({"benchmark": "generator and SRGAN steps", "precision": "mixed_bfloat16",
              "skipped": "skipped: bf16 emulated on this CPU (train.mixed_precision: auto picks float32)"})
@@ -118,7 +128,8 @@ def main(argv=None):
     machine = {"device": device[0].name if device else f"CPU ({os.cpu_count()} cores)",
                "processor": cpu_name(), "tensorflow": tf.__version__,
                "keras": keras.__version__, "batch_size": args.batch_size, "hr_size": args.hr_size,
-               "blocks": args.blocks, "channels": args.channels, "timed_steps": args.steps}
+               "blocks": args.blocks, "channels": args.channels, "max_timed_steps": args.steps,
+               "max_seconds": args.max_seconds}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "results": rows}, indent=2) + "\n")
