@@ -42,11 +42,12 @@ reference: $(STAMP)
 	$(BIN)/python scripts/ship_model.py runs/loss_comparison_x4/variants/mse_modified saved_models/srgan_x4 \
 		--name srgan_x4 --checkpoint final
 
-# Throughput of the training steps and the input pipeline, then of inference (whole image / tiled, float32 / mixed
-# precision) and the peak memory of upscaling a 2000x1500 photo, on this machine.
+# Throughput of the training steps and the input pipeline, then of inference (every engine, whole image / tiled,
+# float32 / bf16), on this machine. BENCH_TAG names other result files, e.g. for a run under ONEDNN_MAX_CPU_ISA=AVX2.
+BENCH_TAG :=
 bench: $(STAMP)
-	$(BIN)/python benchmarks/training.py --out benchmarks/results.json
-	$(BIN)/python benchmarks/inference.py --out benchmarks/inference.json
+	$(BIN)/python benchmarks/training.py --out benchmarks/results$(BENCH_TAG).json
+	$(BIN)/python benchmarks/inference.py --out benchmarks/inference$(BENCH_TAG).json
 
 # The six numbered notebooks, executed at the demo setting on this machine and written in place with their outputs
 # (notebooks/NN_name.py are the sources; see notebooks/README.md). Their runs start afresh under runs/notebooks.

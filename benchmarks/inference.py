@@ -10,15 +10,18 @@ Rows (each printed as it finishes):
   mixed_bfloat16 whole image; bf16 only where it is native (``sr_lib.inference.upscale.native_bf16``; elsewhere a
   "skipped: bf16 emulated" row); float32 at oneDNN's default tiles where it runs below AVX-512 (a whole image falls
   back to its reference convolution there, see ``plan_groups``);
-- the `upscale` default: the precision it picks (bf16 where native, else float32), tiled at its default tile and
-  context;
+- the `upscale` default: the engine and precision it picks (oneDNN bf16 where native; below AVX-512 Eigen float32),
+  at its default tile and context, or whole where the photo fits one tile's memory, as `upscale` runs it
+  (``tile_for_image``);
+- the same engine and precision at tiles of the default side, what an image larger than one tile pays (where the
+  default already tiles the photo, a line saying it is the same row);
 - TensorFlow float32 with Eigen's kernels (``TF_ENABLE_ONEDNN_OPTS=0``), whole image;
 - ONNX Runtime (CPU provider) on the same network: ``export_generator(..., onnx=True)``'s ``model.onnx`` through
   ``load_upscaler``, as `upscale --model model.onnx` runs it (float32, tiled at its default tile and context; a
   whole 2000x1500 image took 8.6 GiB there).
 
-Each configuration group runs in its own process (oneDNN is switched when TensorFlow starts), and the tiled default in
-a process of its own, so that its peak RSS is what `upscale` needs at the default tile. Times are the best of up to
+Each configuration group runs in its own process (oneDNN is switched when TensorFlow starts), and the default in a
+process of its own, so that its peak RSS is what `upscale` needs. Times are the best of up to
 ``--repeats`` runs after a warm-up (one run when a run takes over ``--long-run`` seconds, to bound the time on slow
 CPUs); CPU seconds (all threads) are recorded too, what a machine shared with other jobs can still compare.
 
@@ -112,6 +115,11 @@ def _onnx_upscaler(model_path, folder):
     return upscaler, None, time.perf_counter() - start
 
 
+# "default": as `upscale` runs the image (tile_for_image); "side": tiles at the default side even where the image
+# would fit one tile (what an image larger than one tile pays).
+DEFAULT_TILES = ("default", "side")
+
+
 def _worker(spec: dict):
     """Runs one group of configurations in this (fresh) process, emitting a line per result."""
     import resource
@@ -119,7 +127,8 @@ def _worker(spec: dict):
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from sr_lib.inference.tiling import upscale_tiled
-    from sr_lib.inference.upscale import native_bf16, resolve_context, resolve_precision, resolve_tile, with_precision
+    from sr_lib.inference.upscale import (native_bf16, resolve_context, resolve_precision, resolve_tile,
+                                          tile_for_image, with_precision)
     from sr_lib.inference.upscaler import load_upscaler
     from tile_context import lr_uint8, photo_hr
 
@@ -149,8 +158,15 @@ def _worker(spec: dict):
                         continue
                     run = with_precision(upscaler, "mixed_bfloat16").upscale_uint8
             context = resolve_context(engine_upscaler, None, row["precision"]) if config["tile"] else None
-            tile = (resolve_tile(engine_upscaler, None, context, row["precision"]) if config["tile"] == "default"
+            tile = (resolve_tile(engine_upscaler, None, context, row["precision"]) if config["tile"] in DEFAULT_TILES
                     else config["tile"])
+            fitted = tile_for_image(engine_upscaler.field, tile, context, image.shape) if context is not None else 0
+            if config["tile"] == "default":  # As `upscale` runs it: whole when the image fits one tile's memory.
+                tile, context = fitted, context if fitted else None
+            elif config["tile"] == "side" and fitted:
+                _emit("row", **row, tile=tile, context=context,
+                      skipped="same as the default row (this image needs tiles there)")
+                continue
             seconds, cpu, runs = _best(lambda: upscale_tiled(run, image, engine_upscaler.field, tile, context=context),
                                        spec["repeats"], spec["long_run"])
             row.update(tile=tile, context=context)
@@ -225,17 +241,21 @@ def _peak_rss_of_upscale(model, tile) -> dict:
 def plan_groups(eigen_default: bool, onednn_below_avx512: bool, onnx: bool) -> list:
     """The worker processes, in order: ``(oneDNN on, configurations, also measure the peaks)``.
 
-    Below AVX-512 oneDNN's float32 row runs at its default tiles (sized under
-    ``sr_lib.inference.upscale.AVX2_ONEDNN_BUDGET``): a whole image falls back to oneDNN's reference convolution
-    there and does not finish in minutes, which would only buy a "timed out" row."""
-    onednn_float32 = {"engine": "onednn", "precision": "float32", "tile": "default" if onednn_below_avx512 else 0}
+    The `upscale` default runs in a process of its own, so that its peak RSS is its own. Its engine and precision at
+    tiles of the default side run beside that engine's whole image. Below AVX-512 oneDNN's float32 row also runs at
+    its default tiles (sized under ``sr_lib.inference.upscale.AVX2_ONEDNN_BUDGET``): a whole image falls back to
+    oneDNN's reference convolution there and does not finish in minutes, which would only buy a "timed out" row."""
+    default_engine = "eigen" if eigen_default else "onednn"
+    side = {"engine": default_engine, "precision": "auto", "tile": "side"}
+    onednn = [{"engine": "onednn", "precision": "mixed_bfloat16", "tile": 0},  # First: where bf16 is emulated, its
+              {"engine": "onednn", "precision": "float32",  # skip line comes before the slower float32 run.
+               "tile": "side" if onednn_below_avx512 else 0}] + ([] if eigen_default else [side])
     groups = [
-        # bf16 first: where it is emulated its row is a skip line, printed before the slower float32 run.
-        (True, [{"engine": "onednn", "precision": "mixed_bfloat16", "tile": 0}, onednn_float32], True),
+        (True, onednn, True),
         # The engine `upscale` starts TensorFlow with (sr_lib.console.upscale_engine): Eigen below AVX-512.
-        (not eigen_default, [{"engine": "eigen" if eigen_default else "onednn", "precision": "auto", "tile": "default",
-                              "default": True}], False),
-        (False, [{"engine": "eigen", "precision": "float32", "tile": 0}], False),
+        (not eigen_default, [{"engine": default_engine, "precision": "auto", "tile": "default", "default": True}],
+         False),
+        (False, [{"engine": "eigen", "precision": "float32", "tile": 0}] + ([side] if eigen_default else []), False),
     ]
     if onnx:
         groups.append((True, [{"engine": "onnxruntime", "precision": "float32", "tile": "default"}], False))
@@ -287,8 +307,8 @@ def main(argv=None):
                   flush=True)
         else:
             state["rows"].append(line)
-            image = (f"tiles {line['tile']}+{line['context']} px" + (" (default)" if line.get("default") else "")
-                     if line.get("tile") else "whole image")
+            image = ((f"tiles {line['tile']}+{line['context']} px" if line.get("tile") else "whole image")
+                     + (" (default)" if line.get("default") else ""))
             if "skipped" in line:
                 print(f"{LABELS[line['engine']]:<20} {line['precision']:<15} {line['skipped']}", flush=True)
                 return
@@ -328,27 +348,34 @@ def main(argv=None):
 
 
 def _ratios(rows) -> dict:
-    """The issue's targets: the tiled default / the whole image (same engine and precision); the default engine and
-    precision / the fastest TensorFlow one, on whole images (the choice alone) and as run (the default's tiles against
-    the fastest whole image); the default / ONNX Runtime as `upscale` runs a model.onnx (float32 tiles at its own
-    default tile and context). A ratio whose rows did not finish is None."""
+    """The issue's targets: the default / the whole image (same engine and precision), and the same for tiles of the
+    default side (what an image larger than one tile pays); the default engine and precision / the fastest
+    TensorFlow one, on whole images (the choice alone) and as run; the default / ONNX Runtime as `upscale` runs a
+    model.onnx. A ratio whose rows did not finish is None."""
     measured = [row for row in rows if "skipped" not in row]
     default = next((row for row in measured if row.get("default")), None)
     if default is None:
         return {}
+    key = (default["engine"], default["precision"])
     rate = default["hr_megapixels_per_second"]
-    whole = {(row["engine"], row["precision"]): row["hr_megapixels_per_second"] for row in measured if not row["tile"]}
-    default_whole = whole.get((default["engine"], default["precision"]))
-    ratios = {"tiled default / whole image": (rate / default_whole if default_whole else None, 0.85)}
+    whole = {(row["engine"], row["precision"]): row["hr_megapixels_per_second"] for row in measured
+             if not row["tile"] and not row.get("default")}
+    default_whole = whole.get(key)
+    side = next((row for row in measured if row["tile"] and (row["engine"], row["precision"]) == key), None)
+    how = "tiled" if default["tile"] else "whole: the image fits one tile's memory"
+    ratios = {f"default ({how}) / whole image": (rate / default_whole if default_whole else None, 0.85),
+              "tiles at the default side / whole image": (
+                  side["hr_megapixels_per_second"] / default_whole if side and default_whole else None, 0.85)}
     if whole:
         fastest, (engine, precision) = max((v, k) for k, v in whole.items())
         label = f"fastest TensorFlow ({engine} {precision}, whole image)"
         ratios[f"default's engine and precision / {label}"] = (default_whole / fastest if default_whole else None,
                                                                 0.95)
-        ratios[f"default (tiled) / {label}"] = (rate / fastest, 0.95)
+        ratios[f"default / {label}"] = (rate / fastest, 0.95)
     onnx = next((row for row in measured if row["engine"] == "onnxruntime"), None)
     if onnx is not None:
-        ratios[f"default / ONNX Runtime ({onnx['precision']}, tiles {onnx['tile']}+{onnx['context']} px)"] = (
+        tiles = f"tiles {onnx['tile']}+{onnx['context']} px" if onnx["tile"] else "whole image"
+        ratios[f"default / ONNX Runtime ({onnx['precision']}, {tiles})"] = (
             rate / onnx["hr_megapixels_per_second"], 0.9)
     return {name: {"ratio": ratio, "target": target, "met": None if ratio is None else ratio >= target}
             for name, (ratio, target) in ratios.items()}

@@ -126,7 +126,8 @@ def main(argv=None):
 
     device = tf.config.list_physical_devices("GPU")
     machine = {"device": device[0].name if device else f"CPU ({os.cpu_count()} cores)",
-               "processor": cpu_name(), "tensorflow": tf.__version__,
+               "processor": cpu_name(), "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+               "tensorflow": tf.__version__,
                "keras": keras.__version__, "batch_size": args.batch_size, "hr_size": args.hr_size,
                "blocks": args.blocks, "channels": args.channels, "max_timed_steps": args.steps,
                "max_seconds": args.max_seconds}

@@ -142,6 +142,8 @@ def cmd_upscale(args):
         print(f"error: {message}", file=sys.stderr)
     how = (f"tiles of {report.tile} LR px with {report.context} px of context, receptive field "
            f"{upscaler.field.radius} px" if report.tile else "whole images") + f", {report.precision}"
+    if report.whole_images:
+        how += f"; {report.whole_images} image(s) within one tile's memory ran whole"
     print(f"upscaled {len(report.written)} image(s) x{report.scale} into {args.out} ({how})")
     if report.failed:
         raise RuntimeError(f"{len(report.failed)} input(s) failed (listed above); the others were written")
@@ -225,11 +227,12 @@ def make_parser():
     upscale.add_argument("--tile", type=int, help="kept tile side in LR pixels (each tile also reads --context "
                                                   "pixels around it; the result equals whole-image inference within "
                                                   "1 grey level); 0 = whole image; default: sized for about 0.5 GiB "
-                                                  "per activation")
+                                                  "per activation, and an image no larger than one tile's window "
+                                                  "runs whole")
     upscale.add_argument("--context", type=int, help="LR pixels of context each tile reads on every side, at most "
                                                      "the receptive field (larger values are clamped to it); "
-                                                     "default: measured, for SRResNet-16 x4 12 px in float32, 20 "
-                                                     "in bfloat16 (benchmarks/tile_context.py)")
+                                                     "default: measured, for SRResNet-16 x4 12 px in float32, its "
+                                                     "whole field (40) in bfloat16 (benchmarks/tile_context.py)")
     upscale.add_argument("--precision", default="auto", choices=("auto", "float32", "mixed_bfloat16"),
                          help="auto (default): mixed_bfloat16 for a .keras generator on a CPU with native bf16 "
                               "(within 0.01 dB PSNR-Y of float32, benchmarks/bf16_quality.py), else float32")

@@ -33,19 +33,22 @@ def test_onednn_float32_runs_whole_only_from_avx512_up():
     below = _configs(inference.plan_groups(eigen_default=True, onednn_below_avx512=True, onnx=True))
     pick = lambda configs: next(c for c in configs if c["engine"] == "onednn" and c["precision"] == "float32")  # noqa: E731
     assert pick(whole)["tile"] == 0
-    assert pick(below)["tile"] == "default"  # A whole image would fall back to oneDNN's reference convolution.
+    assert pick(below)["tile"] == "side"  # A whole image would fall back to oneDNN's reference convolution.
     # Eigen's whole image is measured everywhere, so the default always has a whole-image row to be compared with.
     for configs in (whole, below):
         assert {"engine": "eigen", "precision": "float32", "tile": 0} in configs
 
 
-def test_default_row_uses_upscales_engine_and_onnx_is_optional():
-    def default(groups):
-        return next((onednn, c) for onednn, configs, _ in groups for c in configs if c.get("default"))
-
-    assert default(inference.plan_groups(True, True, onnx=False)) == (
-        False, {"engine": "eigen", "precision": "auto", "tile": "default", "default": True})
-    assert default(inference.plan_groups(False, False, onnx=False))[0] is True
+def test_default_row_uses_upscales_engine_in_a_process_of_its_own():
+    for eigen_default in (True, False):
+        groups = inference.plan_groups(eigen_default, eigen_default, onnx=False)
+        default = [(onednn, configs) for onednn, configs, _ in groups if any(c.get("default") for c in configs)]
+        assert default == [(not eigen_default, [{"engine": "eigen" if eigen_default else "onednn",
+                                                 "precision": "auto", "tile": "default", "default": True}])]
+        # Tiles of the default side run in the process of that engine's whole image, never in the default's.
+        sides = [(onednn, c["engine"]) for onednn, configs, _ in groups for c in configs
+                 if c["tile"] == "side" and c["precision"] == "auto"]
+        assert sides == [(not eigen_default, "eigen" if eigen_default else "onednn")]
     assert not any(c["engine"] == "onnxruntime" for c in _configs(inference.plan_groups(False, False, onnx=False)))
     groups = inference.plan_groups(False, False, onnx=True)
     assert [peaks for _, _, peaks in groups].count(True) == 1  # The matmul peaks are measured once.
@@ -57,25 +60,33 @@ def _row(engine, precision, tile, rate, **extra):
             "hr_megapixels_per_second": rate, **extra}
 
 
+def _ratio(ratios, start):
+    return next(value for name, value in ratios.items() if name.startswith(start))
+
+
 def test_ratios_compare_the_default_with_its_own_whole_image_and_the_fastest():
+    # The default ran whole (the photo fits one tile's memory); tiles of the default side pay their borders.
     rows = [_row("onednn", "float32", 0, 0.5), _row("onednn", "mixed_bfloat16", 0, 1.0),
-            _row("onednn", "mixed_bfloat16", 432, 0.8, default=True), _row("eigen", "float32", 0, 0.3),
-            _row("onnxruntime", "float32", 338, 0.25)]
+            _row("onednn", "mixed_bfloat16", 432, 0.8), _row("onednn", "mixed_bfloat16", 0, 0.98, default=True),
+            _row("eigen", "float32", 0, 0.3), _row("onnxruntime", "float32", 338, 0.25)]
     ratios = inference._ratios(rows)
-    tiled = ratios["tiled default / whole image"]
-    assert tiled == {"ratio": pytest.approx(0.8), "target": 0.85, "met": False}
-    choice = next(v for k, v in ratios.items() if k.startswith("default's engine and precision"))
-    assert choice["ratio"] == pytest.approx(1.0) and choice["met"]
-    onnx = next(v for k, v in ratios.items() if "ONNX Runtime" in k)
-    assert onnx["ratio"] == pytest.approx(3.2) and onnx["met"]
+    assert ratios["default (whole: the image fits one tile's memory) / whole image"] == {
+        "ratio": pytest.approx(0.98), "target": 0.85, "met": True}
+    assert ratios["tiles at the default side / whole image"] == {"ratio": pytest.approx(0.8), "target": 0.85,
+                                                                 "met": False}
+    assert _ratio(ratios, "default's engine and precision")["ratio"] == pytest.approx(1.0)
+    assert _ratio(ratios, "default / fastest TensorFlow (onednn mixed_bfloat16")["ratio"] == pytest.approx(0.98)
+    assert _ratio(ratios, "default / ONNX Runtime (float32, tiles 338+12 px)")["ratio"] == pytest.approx(3.92)
 
 
 def test_ratios_say_not_measured_when_a_row_did_not_finish():
-    rows = [_row("onednn", "float32", 0, None, skipped="timed out after 180 s (stopped)"),
-            _row("eigen", "float32", 282, 0.22, default=True), _row("eigen", "float32", 0, 0.26)]
+    rows = [_row("onednn", "float32", 282, None, skipped="timed out after 180 s (stopped)"),
+            _row("eigen", "float32", 282, 0.22, default=True), _row("eigen", "float32", 0, 0.26),
+            _row("eigen", "float32", 282, None, skipped="same as the default row (this image needs tiles there)")]
     ratios = inference._ratios(rows)
-    assert ratios["tiled default / whole image"]["ratio"] == pytest.approx(0.22 / 0.26)
-    assert inference._ratios([_row("eigen", "float32", 282, 0.2, default=True)])["tiled default / whole image"] == {
+    assert ratios["default (tiled) / whole image"]["ratio"] == pytest.approx(0.22 / 0.26)
+    assert ratios["tiles at the default side / whole image"]["ratio"] == pytest.approx(0.22 / 0.26)
+    assert inference._ratios([_row("eigen", "float32", 282, 0.2, default=True)])["default (tiled) / whole image"] == {
         "ratio": None, "target": 0.85, "met": None}
     assert inference._ratios([]) == {}
 

@@ -351,6 +351,41 @@ def test_a_context_beyond_the_field_is_clamped(tiny_model, tmp_path, capsys):
     assert code == 2 and "--context" in error and "Traceback" not in error
 
 
+def test_an_image_within_one_tiles_memory_runs_whole():
+    from sr_lib.inference.upscale import tile_for_image
+
+    field = tiling.ReceptiveField(2, (10, 10), (10, 10), 4)
+    assert tile_for_image(field, 16, None, (36, 36, 3)) == 0  # 36 x 36 px: exactly one read window.
+    assert tile_for_image(field, 16, None, (30, 43)) == 0  # Fewer pixels than a window, in another shape.
+    assert tile_for_image(field, 16, None, (37, 36)) == 16
+    assert tile_for_image(field, 16, 2, (20, 21)) == 16  # A smaller context reads a smaller window.
+    assert tile_for_image(field, 0, None, (500, 500)) == 0
+
+
+def test_the_default_tile_runs_small_images_whole_and_tiles_large_ones(tiny_model, tmp_path, capsys, monkeypatch):
+    from sr_lib.inference import upscale
+    from sr_lib.inference.upscaler import load_upscaler
+
+    field = load_upscaler(tiny_model).field
+    window = tiling.MIN_DEFAULT_TILE + 2 * field.radius  # The smallest default tile (32 px): a 52 x 52 px window.
+    monkeypatch.setattr(tiling, "DEFAULT_ACTIVATION_BUDGET", field.bytes_per_pixel * window**2)
+    monkeypatch.setattr(upscale, "onednn_below_avx512", lambda: False)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(skdata.astronaut()[:30, :40]).save(folder / "small.png")  # 1200 px: one window holds it.
+    Image.fromarray(skdata.astronaut()[::4, ::4][:60, :60]).save(folder / "large.png")
+    assert main(["upscale", "--model", str(tiny_model), str(folder), "--out", str(tmp_path / "out"),
+                 "--precision", "float32", "--no-progress"]) == 0  # The budget counts float32 bytes.
+    said = capsys.readouterr().out
+    assert "tiles of 32 LR px with 10 px of context" in said
+    assert "; 1 image(s) within one tile's memory ran whole" in said  # small.png; large.png (3600 px) was tiled.
+    assert main(["upscale", "--model", str(tiny_model), str(folder), "--out", str(tmp_path / "whole"), "--tile", "0",
+                 "--precision", "float32", "--no-progress"]) == 0
+    for name in ("small_x2.png", "large_x2.png"):
+        assert_uint8_close(np.asarray(Image.open(tmp_path / "out" / name)),
+                           np.asarray(Image.open(tmp_path / "whole" / name)))
+
+
 # ------------------------------------------------------------------------------------------------ the precision
 
 def test_bf16_is_the_default_only_where_native_and_only_for_keras_generators(tiny_model, monkeypatch):
