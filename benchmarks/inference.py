@@ -163,8 +163,8 @@ def _worker(spec: dict):
             fitted = tile_for_image(engine_upscaler.field, tile, context, image.shape) if context is not None else 0
             if config["tile"] == "default":  # As `upscale` runs it: whole when the image fits one tile's memory.
                 tile, context = fitted, context if fitted else None
-            elif config["tile"] == "side" and fitted:
-                _emit("row", **row, tile=tile, context=context,
+            elif config.get("beside_default") and fitted:
+                _emit("row", **{**row, "tile": tile, "context": context},
                       skipped="same as the default row (this image needs tiles there)")
                 continue
             seconds, cpu, runs = _best(lambda: upscale_tiled(run, image, engine_upscaler.field, tile, context=context),
@@ -246,7 +246,7 @@ def plan_groups(eigen_default: bool, onednn_below_avx512: bool, onnx: bool) -> l
     its default tiles (sized under ``sr_lib.inference.upscale.AVX2_ONEDNN_BUDGET``): a whole image falls back to
     oneDNN's reference convolution there and does not finish in minutes, which would only buy a "timed out" row."""
     default_engine = "eigen" if eigen_default else "onednn"
-    side = {"engine": default_engine, "precision": "auto", "tile": "side"}
+    side = {"engine": default_engine, "precision": "auto", "tile": "side", "beside_default": True}
     onednn = [{"engine": "onednn", "precision": "mixed_bfloat16", "tile": 0},  # First: where bf16 is emulated, its
               {"engine": "onednn", "precision": "float32",  # skip line comes before the slower float32 run.
                "tile": "side" if onednn_below_avx512 else 0}] + ([] if eigen_default else [side])
@@ -258,7 +258,9 @@ def plan_groups(eigen_default: bool, onednn_below_avx512: bool, onnx: bool) -> l
         (False, [{"engine": "eigen", "precision": "float32", "tile": 0}] + ([side] if eigen_default else []), False),
     ]
     if onnx:
-        groups.append((True, [{"engine": "onnxruntime", "precision": "float32", "tile": "default"}], False))
+        # With TensorFlow started as `upscale` starts it, which sizes the default tile (TensorFlow does not compute).
+        groups.append((not eigen_default, [{"engine": "onnxruntime", "precision": "float32", "tile": "default"}],
+                       False))
     return groups
 
 
@@ -268,7 +270,7 @@ LABELS = {"onednn": "TensorFlow, oneDNN", "eigen": "TensorFlow, Eigen", "onnxrun
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=str(MODEL))
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs per row after a warm-up (best kept)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per row after a warm-up (best kept)")
     parser.add_argument("--long-run", type=float, default=5.0, help="one timed run when a run takes longer (s)")
     parser.add_argument("--matmul", type=int, default=2048, help="side of the square matmul timed for the peak")
     parser.add_argument("--worker-timeout", type=float, default=180.0,
