@@ -47,22 +47,21 @@ class _BatchClock(keras.callbacks.Callback):
 
 
 def _time_fit(model, batch, warmup, steps, max_seconds):
-    """(seconds, timed steps): up to ``steps`` training steps after ``warmup`` steps, inside one ``fit`` call (a new
-    ``fit`` call traces its step function again, which would otherwise be timed); fewer when they take longer than
-    ``max_seconds``."""
+    """(patches per second, timed steps): up to ``steps`` training steps after ``warmup`` steps, inside one ``fit``
+    call (a new ``fit`` call traces its step function again, which would otherwise be timed); fewer when they take
+    longer than ``max_seconds``."""
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
     clock = _BatchClock(warmup, max_seconds)
     model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[clock], shuffle=False)
-    return clock.times[-1] - clock.times[warmup - 1], len(clock.times) - warmup
+    timed = len(clock.times) - warmup
+    return int(batch[0].shape[0]) * timed / (clock.times[-1] - clock.times[warmup - 1]), timed
 
 
 def bench_generator(policy, batch_size, hr_size, blocks, channels, warmup, steps, max_seconds):
     keras.mixed_precision.set_global_policy(policy)
     generator = make_generator(num_blocks=blocks, channels=channels, scale=4)
     generator.compile(optimizer=keras.optimizers.Adam(1e-4, beta_1=0.9), loss=losses_lib.pixel_mse)
-    batch = _random_batch(batch_size, hr_size)
-    seconds, timed = _time_fit(generator, batch, warmup, steps, max_seconds)
-    return batch_size * timed / seconds, timed
+    return _time_fit(generator, _random_batch(batch_size, hr_size), warmup, steps, max_seconds)
 
 
 def bench_srgan(policy, batch_size, hr_size, blocks, channels, warmup, steps, max_seconds):
@@ -74,8 +73,7 @@ def bench_srgan(policy, batch_size, hr_size, blocks, channels, warmup, steps, ma
     gan = SRGAN(generator, discriminator)
     gan.compile(keras.optimizers.Adam(1e-4, beta_1=0.9), keras.optimizers.Adam(1e-4, beta_1=0.9),
                 losses_lib.GeneratorLoss(content, adversarial), adversarial)
-    seconds, timed = _time_fit(gan, _random_batch(batch_size, hr_size), warmup, steps, max_seconds)
-    return batch_size * timed / seconds, timed
+    return _time_fit(gan, _random_batch(batch_size, hr_size), warmup, steps, max_seconds)
 
 
 def _random_batch(batch_size, hr_size):
@@ -98,11 +96,12 @@ def main(argv=None):
                              "keeps `make bench` within 10 minutes on a 2-core AVX2 CPU")
     parser.add_argument("--out", default="benchmarks/results.json")
     args = parser.parse_args(argv)
-
-    mixed = resolve_precision("auto")
-    policies = ["float32"] + ([mixed] if mixed != "float32" else [])  # A precision this CPU only emulates: skipped.
     if args.warmup < 1 or args.steps < 2:
         parser.error("--warmup must be >= 1 and --steps >= 2")
+
+    started = time.perf_counter()
+    mixed = resolve_precision("auto")
+    policies = ["float32"] + ([mixed] if mixed != "float32" else [])  # A precision this CPU only emulates: skipped.
     sizes = (args.batch_size, args.hr_size, args.blocks, args.channels, args.warmup, args.steps, args.max_seconds)
     rows = []
     print(f"{'benchmark':<30} {'precision':<18} {'patches/s':>10} {'steps':>6}", flush=True)
@@ -130,11 +129,11 @@ def main(argv=None):
                "tensorflow": tf.__version__,
                "keras": keras.__version__, "batch_size": args.batch_size, "hr_size": args.hr_size,
                "blocks": args.blocks, "channels": args.channels, "max_timed_steps": args.steps,
-               "max_seconds": args.max_seconds}
+               "max_seconds": args.max_seconds, "seconds": time.perf_counter() - started}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "results": rows}, indent=2) + "\n")
-    print(f"written: {out}")
+    print(f"written: {out} ({machine['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -238,13 +238,9 @@ def test_the_report_zooms_into_the_first_benchmark_sets_images(mse_gan_compariso
 
 
 def test_publishing_a_comparison_copies_the_report_and_configs_but_no_weights(seed_repeat_comparison, tmp_path):
-    import importlib.util
-    from pathlib import Path
+    from repo_scripts import load_script
 
-    script = Path(__file__).parents[1] / "scripts" / "publish_comparison.py"
-    spec = importlib.util.spec_from_file_location("publish_comparison", script)
-    publish = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(publish)
+    publish = load_script("scripts/publish_comparison.py")
     out = tmp_path / "results" / "cmp"
     publish.main([str(seed_repeat_comparison["out"]), str(out)])
     names = {str(path.relative_to(out)) for path in out.rglob("*") if path.is_file()}
